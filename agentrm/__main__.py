@@ -1,0 +1,5 @@
+import sys
+
+from agentrm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Packaged YAML configs (importable as agentrm.configs)."""

@@ -1,0 +1,1 @@
+"""Training recipes: cold start, rejection sampling, GRPO on verl (importable as agentrm.train)."""
