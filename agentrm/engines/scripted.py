@@ -10,7 +10,8 @@ Lines without `sample_id` form the default script used for samples that have non
 sample's t-th line, so replay is deterministic under any concurrency. `rewards` (one list of per-dimension values
 per reward token) is what `score` returns for that turn; without it `score` returns None (no head).
 
-`max_new_tokens` counts whitespace-separated words. Token counts are an approximation (characters / 4 + visual tokens) since there is no tokenizer; it is enough to
+`max_new_tokens` counts whitespace-separated words. Token counts are an approximation (characters / 4 +
+visual tokens) since there is no tokenizer; it is enough to
 exercise the context-length limit.
 """
 
@@ -83,8 +84,10 @@ class ScriptedEngine:
         if turns is None:
             raise EngineError(f"the script has no turns for sample {context.sample_id!r} and no default turns")
         if context.turn > len(turns):
-            raise EngineError(f"the script for sample {context.sample_id!r} has {len(turns)} turn(s); "
-                              f"turn {context.turn} was asked for")
+            raise EngineError(
+                f"the script for sample {context.sample_id!r} has {len(turns)} turn(s); "
+                f"turn {context.turn} was asked for"
+            )
         return turns[context.turn - 1]
 
     async def generate(self, context: Context, sampling: SamplingConfig, max_new_tokens: int) -> Completion:
@@ -93,9 +96,12 @@ class ScriptedEngine:
         self._served[(context.sample_id, context.turn)] = turn
         words = turn.text.split()
         cut = len(words) > max_new_tokens
-        return Completion(text=" ".join(words[:max_new_tokens]) if cut else turn.text,
-                          prompt_tokens=self.count_tokens(context), completion_tokens=min(len(words), max_new_tokens),
-                          finish_reason="length" if cut else "stop")
+        return Completion(
+            text=" ".join(words[:max_new_tokens]) if cut else turn.text,
+            prompt_tokens=self.count_tokens(context),
+            completion_tokens=min(len(words), max_new_tokens),
+            finish_reason="length" if cut else "stop",
+        )
 
     async def score(self, context: Context, completion: str) -> list[list[float]] | None:
         served = self._served.get((context.sample_id, context.turn))

@@ -35,9 +35,11 @@ def images(ctx: Context) -> list[ImagePart]:
 
 def test_happy_path_pairwise(pair: Item, cfg: EpisodeConfig, pool: VideoPool) -> None:
     rec = Recorder(
-        [tool("select_frames", video=1, frames=[10, 20, 30]),
-         tool("select_range", video=2, start_s=10.0, end_s=20.0, count=5),
-         answer(VERDICTS)],
+        [
+            tool("select_frames", video=1, frames=[10, 20, 30]),
+            tool("select_range", video=2, start_s=10.0, end_s=20.0, count=5),
+            answer(VERDICTS),
+        ],
         rewards=[[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]],
     )
     trace = run(rec, pair, cfg, pool)
@@ -59,8 +61,16 @@ def test_happy_path_pairwise(pair: Item, cfg: EpisodeConfig, pool: VideoPool) ->
     # overview: 4 low-detail frames per video, pinned, first in the context
     first_user = rec.contexts[0].messages[1]
     over = [p for p in first_user.parts if isinstance(p, ImagePart)]
-    assert [(p.ref.video, p.ref.index) for p in over] == [(1, 37), (1, 112), (1, 187), (1, 262),
-                                                         (2, 150), (2, 450), (2, 750), (2, 1050)]
+    assert [(p.ref.video, p.ref.index) for p in over] == [
+        (1, 37),
+        (1, 112),
+        (1, 187),
+        (1, 262),
+        (2, 150),
+        (2, 450),
+        (2, 750),
+        (2, 1050),
+    ]
     assert {p.ref.detail for p in over} == {"low"}
     assert len([e for e in trace.events if isinstance(e, WindowEvent)]) == 4  # turn 0 + one per turn
 
@@ -76,8 +86,15 @@ def test_window_evicts_oldest_groups_and_leaves_stubs(pair: Item, pool: VideoPoo
     assert trace.termination == "answer"
     windows = [e for e in trace.events if isinstance(e, WindowEvent)]
     kept = [[g.group for g in w.state.groups if not g.evicted and not g.pinned] for w in windows]
-    assert kept == [[], ["turn-1"], ["turn-1", "turn-2"], ["turn-2", "turn-3"], ["turn-3", "turn-4"],
-                    ["turn-4", "turn-5"], ["turn-4", "turn-5"]]
+    assert kept == [
+        [],
+        ["turn-1"],
+        ["turn-1", "turn-2"],
+        ["turn-2", "turn-3"],
+        ["turn-3", "turn-4"],
+        ["turn-4", "turn-5"],
+        ["turn-4", "turn-5"],
+    ]
     for ctx in rec.contexts:
         assert ctx.visual_tokens() <= cfg.window.max_visual_tokens
     final = rec.contexts[-1]
@@ -94,19 +111,26 @@ def test_window_evicts_oldest_groups_and_leaves_stubs(pair: Item, pool: VideoPoo
     ("call", "message"),
     [
         (tool("select_frames", video=3, frames=[1]), "video 3 does not exist; choose one of: 1, 2"),
-        (tool("select_frames", video=1, frames=[299, 300]), "frame(s) [300] are outside video 1, whose frames are 0..299"),
+        (
+            tool("select_frames", video=1, frames=[299, 300]),
+            "frame(s) [300] are outside video 1, whose frames are 0..299",
+        ),
         (tool("select_frames", video=1, frames=[5, 5]), "frame(s) [5] are requested more than once"),
         (tool("select_frames", video=1, frames=list(range(9))), "9 frames requested but one call may return at most 8"),
         (tool("select_frames", video=1, frames=[1], detail="ultra"), "detail 'ultra' is not one of ['high', 'low']"),
         (tool("select_frames", video=1), "missing argument 'frames'"),
         (tool("select_frames", video=1, frames=[1], zoom=2), "unknown argument 'zoom'"),
         (tool("select_range", video=1, start_s=5.0, end_s=2.0, count=2), "end_s 2.0 is before start_s 5.0"),
-        (tool("select_range", video=1, start_s=0.0, end_s=31.0, count=2), "past the end of video 1 (last frame at 29.90 s)"),
+        (
+            tool("select_range", video=1, start_s=0.0, end_s=31.0, count=2),
+            "past the end of video 1 (last frame at 29.90 s)",
+        ),
         (tool("select_range", video=1, start_s=1.0, end_s=1.2, count=5), "holds only 3 frame(s); ask for count <= 3"),
     ],
 )
-def test_tool_errors_go_back_to_the_model(call: str, message: str, pair: Item, cfg: EpisodeConfig,
-                                          pool: VideoPool) -> None:
+def test_tool_errors_go_back_to_the_model(
+    call: str, message: str, pair: Item, cfg: EpisodeConfig, pool: VideoPool
+) -> None:
     rec = Recorder([call, answer(VERDICTS)])
     trace = run(rec, pair, cfg, pool)
     assert trace.termination == "answer"  # the episode went on
@@ -140,15 +164,19 @@ def test_repeated_call_gets_a_notice_not_frames(pair: Item, cfg: EpisodeConfig, 
         ("I think video 1 is better.", "no_action"),
         ("<tool_call>{'name': 'select_frames'}</tool_call>", "malformed_json"),
         ('<tool_call>{"name": "zoom", "arguments": {}}</tool_call>', "unknown_tool"),
-        (tool("select_frames", video=1, frames=[1]) + tool("select_frames", video=1, frames=[2]), "multiple_tool_calls"),
+        (
+            tool("select_frames", video=1, frames=[1]) + tool("select_frames", video=1, frames=[2]),
+            "multiple_tool_calls",
+        ),
         (tool("select_frames", video=1, frames=[1]) + answer(VERDICTS), "answer_and_tool_call"),
         (answer(VERDICTS, n_reward=0), "missing_reward_token"),
         (answer(VERDICTS, n_reward=3), "extra_reward_token"),
         (answer({**VERDICTS, "OA": "3"}), "bad_answer"),
     ],
 )
-def test_format_errors_are_named_and_the_episode_goes_on(text: str, kind: str, pair: Item, cfg: EpisodeConfig,
-                                                         pool: VideoPool) -> None:
+def test_format_errors_are_named_and_the_episode_goes_on(
+    text: str, kind: str, pair: Item, cfg: EpisodeConfig, pool: VideoPool
+) -> None:
     rec = Recorder([text, answer(VERDICTS)])
     trace = run(rec, pair, cfg, pool)
     errs = [e for e in trace.events if isinstance(e, ParseErrorEvent)]
@@ -179,10 +207,14 @@ def test_malformed_final_answer_after_limit_is_format(pair: Item, pool: VideoPoo
 def test_frame_budget_forces_an_answer(pair: Item, pool: VideoPool) -> None:
     cfg = EpisodeConfig()
     cfg.limits.max_total_frames = 4
-    rec = Recorder([tool("select_frames", video=1, frames=[1, 2, 3]),
-                    tool("select_frames", video=1, frames=[4, 5]),  # 2 > 1 left: a tool error, not a limit
-                    tool("select_frames", video=1, frames=[4]),  # uses the budget up: limit, must answer
-                    tool("select_frames", video=2, frames=[4])])
+    rec = Recorder(
+        [
+            tool("select_frames", video=1, frames=[1, 2, 3]),
+            tool("select_frames", video=1, frames=[4, 5]),  # 2 > 1 left: a tool error, not a limit
+            tool("select_frames", video=1, frames=[4]),  # uses the budget up: limit, must answer
+            tool("select_frames", video=2, frames=[4]),
+        ]
+    )
     trace = run(rec, pair, cfg, pool)
     errs = [e for e in trace.events if isinstance(e, ToolErrorEvent)]
     assert "only 1 of the episode's 4 frames are left" in errs[0].message
@@ -216,8 +248,10 @@ def test_pointwise_episode(videos: dict[str, Path], pool: VideoPool) -> None:
     cfg = EpisodeConfig(mode="pointwise")
     item = Item(id="pt", mode="pointwise", prompt="x", videos=[str(videos["long"])])
     scores = {"VQ": 4, "MQ": 2.5, "TA": 5, "OA": 3}
-    rec = Recorder([tool("select_range", video=1, start_s=0, end_s=100, count=4), answer(scores, n_reward=1)],
-                   rewards=[[0.1, 0.2, 0.3, 0.4]])
+    rec = Recorder(
+        [tool("select_range", video=1, start_s=0, end_s=100, count=4), answer(scores, n_reward=1)],
+        rewards=[[0.1, 0.2, 0.3, 0.4]],
+    )
     trace = run(rec, item, cfg, pool)
     assert trace.termination == "answer" and trace.verdicts == {k: float(v) for k, v in scores.items()}
     assert trace.rewards == [{"VQ": 0.1, "MQ": 0.2, "TA": 0.3, "OA": 0.4}]
