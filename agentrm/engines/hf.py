@@ -255,6 +255,12 @@ class HFEngine:
             raise EngineError(f"engine.model={config.model!r}: {exc}") from exc
         return cls(rm, max_batch_size=config.max_batch_size, batch_wait_ms=config.batch_wait_ms)
 
+    @property
+    def normalization(self) -> dict[str, tuple[float, float]] | None:
+        """Per-dimension (mean, std) from the checkpoint's agentrm.json, applied by the episode to head outputs."""
+        norm = self.rm.settings.normalization
+        return {d: (s.mean, s.std) for d, s in norm.items()} if norm else None
+
     # ---- the Engine protocol -------------------------------------------------------------------------------
 
     async def generate(self, context: Context, sampling: SamplingConfig, max_new_tokens: int) -> Completion:

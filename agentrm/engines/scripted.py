@@ -6,6 +6,7 @@ Script file (JSONL), one model turn per line, in order per sample:
     {"sample_id": "pair-001", "text": "<think>...</think><tool_call>{...}</tool_call>"}
     {"sample_id": "pair-001", "text": "<answer>{...}</answer><Reward><Reward>", "rewards": [[0.9, ...], [0.1, ...]]}
 
+A traces JSONL from an earlier run works as a script too (its model turns and raw rewards are replayed).
 Lines without `sample_id` form the default script used for samples that have none. Turn t of an episode gets the
 sample's t-th line, so replay is deterministic under any concurrency. `rewards` (one list of per-dimension values
 per reward token) is what `score` returns for that turn; without it `score` returns None (no head).
@@ -34,6 +35,18 @@ DEFAULT = "*"
 class ScriptTurn:
     text: str
     rewards: list[list[float]] | None = None
+
+
+def _turns_of_trace(row: dict[str, object]) -> list[ScriptTurn]:
+    """The model turns of a trace; its raw head outputs become the answer turn's rewards."""
+    events = row["events"]
+    assert isinstance(events, list)
+    turns = [ScriptTurn(text=e["text"]) for e in events if e.get("kind") == "model"]
+    raw = row.get("raw_rewards")
+    if turns and isinstance(raw, list) and raw:
+        dims = list(raw[0])
+        turns[-1].rewards = [[float(r[d]) for d in dims] for r in raw]
+    return turns
 
 
 class ScriptedEngine:
@@ -71,9 +84,14 @@ class ScriptedEngine:
                 continue
             try:
                 row = json.loads(line)
+                if "events" in row:  # a trace from an earlier run: replay its model turns
+                    script[str(row["id"])] = _turns_of_trace(row)
+                    continue
                 turn = ScriptTurn(text=row["text"], rewards=row.get("rewards"))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"{p}:{lineno}: a script line must be JSON with a 'text' field ({exc})") from None
+                raise DataError(
+                    f"{p}:{lineno}: a script line must be JSON with a 'text' field, or a trace ({exc})"
+                ) from None
             script[str(row.get("sample_id", DEFAULT))].append(turn)
         return cls(dict(script), **kw)  # type: ignore[arg-type]
 

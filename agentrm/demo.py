@@ -1,0 +1,83 @@
+"""`agentrm demo`: make a few synthetic videos, score them with the embedded default model, write traces.
+
+The videos are simple scenes (a coloured ball moving over a gradient) where one video of each pair has a short,
+local defect (a few frames where the ball jumps and flickers) — the kind of evidence the agentic loop is built to
+find. Until a trained small model ships with agentrm, the embedded default is a tiny *untrained* Qwen2.5-VL built
+offline: the demo then shows the machinery (overview, turns, format errors fed back, limits, traces, viewer) rather
+than good judgments, and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from agentrm.data.schema import Item
+
+log = logging.getLogger(__name__)
+
+
+def scene_frames(num_frames: int, size: tuple[int, int], colour: tuple[int, int, int], glitch: range | None,
+                 seed: int) -> np.ndarray:
+    """RGB frames (N, H, W, 3): a ball on a slow circular path; inside `glitch` it jumps and the frame flickers."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.stack([(xx * 255 // max(1, w - 1)), (yy * 255 // max(1, h - 1)), np.full_like(xx, 90)], -1)
+    frames = np.empty((num_frames, h, w, 3), np.uint8)
+    r = max(3, min(w, h) // 8)
+    for i in range(num_frames):
+        t = i / num_frames * 2 * np.pi
+        cx, cy = w / 2 + 0.3 * w * np.cos(t), h / 2 + 0.3 * h * np.sin(t)
+        frame = background.copy()
+        if glitch is not None and i in glitch:
+            cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+            frame = 255 - frame  # flicker: inverted colours
+        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        frame[mask] = colour
+        frames[i] = frame
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
+    import av
+
+    h, w = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=int(fps), options={"preset": "ultrafast", "crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = int(fps) * 2
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def make_demo_items(out: Path, seconds: float = 30.0, fps: float = 10.0, size: tuple[int, int] = (160, 96)
+                    ) -> list[Item]:
+    """Two pairwise items: in each, one video has a 0.5 s glitch somewhere in the middle third."""
+    out.mkdir(parents=True, exist_ok=True)
+    n = int(seconds * fps)
+    items = []
+    for k, (colour, bad) in enumerate((((220, 40, 40), 2), ((40, 200, 60), 1))):
+        paths = []
+        for v in (1, 2):
+            glitch = range(n // 3 + 37 * k, n // 3 + 37 * k + int(fps / 2)) if v == bad else None
+            path = out / f"pair{k}_video{v}.mp4"
+            if not path.exists():
+                write_video(path, scene_frames(n, size, colour, glitch, seed=k * 10 + v), fps)
+            paths.append(str(path))
+        label = "1" if bad == 2 else "2"
+        items.append(Item(id=f"demo-pair{k}", mode="pairwise", prompt="a coloured ball circling smoothly",
+                          videos=paths, labels={"VQ": label, "MQ": label, "TA": "tie", "OA": label}))
+    return items
+
+
+def default_model_dir() -> tuple[Path, bool]:
+    """(model dir, trained?) of the embedded default model."""
+    from agentrm.testing import tiny_model_dir
+
+    return tiny_model_dir("qwen2_5_vl"), False
