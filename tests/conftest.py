@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import tempfile
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+# keep packet indexes, thumbnails and tiny models of test runs out of the user's ~/.cache
+os.environ.setdefault("AGENTRM_CACHE", tempfile.mkdtemp(prefix="agentrm-test-cache-"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
