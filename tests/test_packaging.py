@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPED = {"tools": "agentrm.tools", "prompts": "agentrm.prompts", "train": "agentrm.train", "configs": "agentrm.configs"}
+MAPPED = {
+    "tools": "agentrm.tools", "prompts": "agentrm.prompts", "train": "agentrm.train", "configs": "agentrm.configs"
+}
 
 CHECK = r"""
 import importlib, agentrm, pathlib, sys
