@@ -10,8 +10,6 @@ import sysconfig
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 MAPPED = {
     "tools": "agentrm.tools", "prompts": "agentrm.prompts", "train": "agentrm.train", "configs": "agentrm.configs"
@@ -54,7 +52,6 @@ def test_every_package_is_listed() -> None:
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
 
 
-@pytest.mark.slow
 def test_wheel_works_from_anywhere(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
