@@ -116,6 +116,13 @@ def open_run(items: Sequence[Item], out: str | Path) -> tuple[TraceWriter, list[
     return writer, todo, skipped
 
 
+def failed_before(items: Sequence[Item], out: str | Path) -> int:
+    """Failed samples of `items` that an earlier run recorded in `out` (they are not retried; the exit code counts
+    them)."""
+    wanted = {i.id for i in items}
+    return sum(1 for t in iter_traces(out) if t.id in wanted and t.termination in FAILED)
+
+
 async def score_items(
     items: Sequence[Item],
     engine: Engine,
@@ -131,8 +138,7 @@ async def score_items(
     summary = ScoreSummary(total=len(items))
     writer, todo, summary.skipped = open_run(items, out)
     if summary.skipped:
-        wanted = {i.id for i in items}
-        summary.failed_before = sum(1 for t in iter_traces(out) if t.id in wanted and t.termination in FAILED)
+        summary.failed_before = failed_before(items, out)
     with writer:
         pool = pool or VideoPool(cfg.episode.video)
         if normalization is None:  # the checkpoint's stats (HF engine), unless the caller overrides them

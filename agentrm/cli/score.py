@@ -3,6 +3,10 @@
     agentrm score --model Qwen/Qwen2.5-VL-7B-Instruct --input bench.csv --video-root videos/ --out traces.jsonl
     agentrm score --model ckpt/ --input a.mp4 --input b.mp4 --prompt "a red ball bounces" --out t.jsonl
     agentrm score --config my.yaml --input items.jsonl --out t.jsonl episode.window.max_visual_tokens=1024
+    agentrm score --ray --num-workers 8 --gpus-per-worker 1 --model ckpt/ --input items.jsonl --out t.jsonl
+
+--ray shards the episodes across a pool of Ray engine actors (agentrm.distributed): a local Ray on this machine, or
+a running cluster with --address; same output file, same resume, a dead worker's samples are retried elsewhere.
 
 Inputs are video files (with --prompt: two make one pairwise item, each one pointwise item), a benchmark CSV, or
 agentrm JSONL. Exit code: 0 when every sample was scored, 1 when any sample failed (video or engine error; recorded
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentrm.config import ScoreConfig
     from agentrm.data.schema import Item
+    from agentrm.distributed import RayConfig
 
 VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".gif"}
 
@@ -38,6 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML ScoreConfig (a path, or a packaged name like score/default.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    g = p.add_argument_group("scale out on Ray (pip install 'agentrm[ray]')")
+    g.add_argument("--ray", action="store_true", help="run episodes on a pool of Ray engine actors")
+    g.add_argument("--address", help="Ray cluster: auto (the cluster of this node) or ray://head:10001; "
+                   "default: start a local Ray")
+    g.add_argument("--num-workers", type=int, help="engine actors (default: as many as the cluster's GPUs or CPUs fit)")
+    g.add_argument("--gpus-per-worker", type=float, help="GPUs per engine actor (default 0: CPU engines)")
+    g.add_argument("--cpus-per-worker", type=float, help="CPUs per engine actor (default 1; also its torch threads)")
+    g.add_argument("--max-attempts", type=int,
+                   help="worker deaths a sample may be in flight for before it is recorded as failed (default 3)")
 
 
 def build_config(args: argparse.Namespace) -> ScoreConfig:
@@ -79,16 +93,48 @@ def load_inputs(args: argparse.Namespace, mode: str) -> list[Item]:
     return list(result.items)
 
 
+RAY_FLAGS = ("address", "num_workers", "gpus_per_worker", "cpus_per_worker", "max_attempts")  # = RayConfig fields
+
+
+def build_ray_config(args: argparse.Namespace) -> RayConfig | None:
+    """The RayConfig from the --ray flags; None without --ray (Ray flags without it are an error)."""
+    from agentrm.errors import ConfigError
+
+    given = {flag: getattr(args, flag) for flag in RAY_FLAGS if getattr(args, flag, None) is not None}
+    if not getattr(args, "ray", False):
+        if given:
+            names = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ConfigError(f"{names}: Ray options, used only with --ray (add --ray to score on a Ray cluster)")
+        return None
+    from pydantic import ValidationError
+
+    from agentrm.config import format_validation_error
+    from agentrm.distributed import RayConfig
+
+    try:
+        return RayConfig.model_validate(given)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(RayConfig, err, "--ray flags")) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agentrm.cli.progress import score_with_progress
+    from agentrm.cli.progress import print_summary, progress_bar, score_with_progress
     from agentrm.engines import make_engine
 
     cfg = build_config(args)
+    ray_cfg = build_ray_config(args)
     items = load_inputs(args, cfg.episode.mode)
     if items and items[0].mode != cfg.episode.mode:
         cfg.episode.mode = items[0].mode  # the data decides; mixing modes in one file is rejected by the loader
+    if ray_cfg is not None:  # each Ray worker builds its own engine; this process only schedules and writes
+        from agentrm.distributed import score_items_ray
+
+        with progress_bar(len(items), not args.no_progress) as done:
+            ray_summary = score_items_ray(items, cfg, args.out, ray_cfg, on_done=done)
+        print_summary(ray_summary, args.out)
+        return 1 if ray_summary.failed else 0
     engine = make_engine(cfg.engine, cfg.episode)
     summary = asyncio.run(score_with_progress(items, engine, cfg, args.out, progress=not args.no_progress))
     return 1 if summary.failed else 0
