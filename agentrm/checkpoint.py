@@ -30,10 +30,12 @@ from typing import Any, Final, Literal
 import torch
 from pydantic import Field, ValidationError, model_validator
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from agentrm.config import DEFAULT_DIMS, EpisodeConfig, StrictModel
 from agentrm.errors import CheckpointError
-from agentrm.head import HeadConfig, RewardHead
+from agentrm.head import AnyHeadConfig, HeadConfig, build_head
+from agentrm.head_pooling import needed_layers
 from agentrm.models import (
     ensure_reward_token,
     hidden_size,
@@ -67,7 +69,7 @@ class AgentrmSettings(StrictModel):
     base_model: str = Field(description="Hub id or path of the base Qwen-VL model (the LoRA base for format=lora).")
     dims: list[str] = Field(description="Judged dimensions, in head output order.")
     reward_token: str = Field("<Reward>", description="Special token whose last-layer hidden state the head reads.")
-    head: HeadConfig
+    head: AnyHeadConfig
     embedding_rows: int | None = Field(None, description="Rows of the input embedding the weights were saved with.")
     normalization: dict[str, NormStats] | None = Field(
         None, description="Optional per-dimension {mean, std} of raw scores (e.g. on a validation set)."
@@ -89,7 +91,7 @@ class AgentrmSettings(StrictModel):
         return self
 
     @classmethod
-    def for_episode(cls, episode: EpisodeConfig, base_model: str, head: HeadConfig | None = None) -> AgentrmSettings:
+    def for_episode(cls, episode: EpisodeConfig, base_model: str, head: AnyHeadConfig | None = None) -> AgentrmSettings:
         """Settings whose dims/reward token come from `episode` (head defaults to linear over its dims)."""
         head = head or HeadConfig(num_outputs=len(episode.dims))
         return cls(
@@ -110,7 +112,7 @@ class RewardModel:
 
     model: Any
     processor: Any
-    head: RewardHead
+    head: nn.Module  # RewardHead or a pooling head (agentrm.head.build_head)
     settings: AgentrmSettings
     reward_token_id: int
     source: str = ""
@@ -130,7 +132,11 @@ class RewardModel:
     def hidden_states(self, inputs: dict[str, Any]) -> torch.Tensor:
         """Last-layer hidden states (after the final norm), (B, T, H). Runs the backbone only: no LM head,
         so no (B, T, vocab) logits are ever materialised."""
-        return unwrap(self.model).model(**inputs).last_hidden_state
+        layers = needed_layers(self.head)
+        if layers is None:
+            return unwrap(self.model).model(**inputs).last_hidden_state
+        out = unwrap(self.model).model(**inputs, output_hidden_states=True)  # multi-layer head: (L, B, T, H)
+        return torch.stack([out.hidden_states[i] for i in layers])
 
     def rewards(self, inputs: dict[str, Any]) -> torch.Tensor:
         """Head outputs at every reward token of the batch, (N, dims) float32, row by row, left to right."""
@@ -154,7 +160,7 @@ def _is_peft(model: Any) -> bool:
 
 
 def save_checkpoint(
-    out_dir: str | Path, model: Any, processor: Any, head: RewardHead, settings: AgentrmSettings
+    out_dir: str | Path, model: Any, processor: Any, head: nn.Module, settings: AgentrmSettings
 ) -> Path:
     """Write an agentrm checkpoint. A peft-wrapped model is saved as its adapter (format "lora", on top of
     `settings.base_model`); merge it first (`model.merge_and_unload()`) for a self-contained "full" dir."""
@@ -226,8 +232,8 @@ def _read_settings(path: Path) -> AgentrmSettings:
         raise CheckpointError(f"{path}: invalid settings:\n{exc}") from exc
 
 
-def _load_head(path: Path | None, settings: AgentrmSettings, hidden: int, source: str) -> RewardHead:
-    head = RewardHead(settings.head, hidden)
+def _load_head(path: Path | None, settings: AgentrmSettings, hidden: int, source: str) -> nn.Module:
+    head = build_head(settings.head, hidden)
     if path is None:
         raise CheckpointError(f"{source}: has {SETTINGS_FILE} but no {HEAD_FILE}; copy the head file next to it")
     found = load_file(str(path))
@@ -264,7 +270,7 @@ def load(
     device: str = "auto",
     attn_implementation: str = "sdpa",
     episode: EpisodeConfig | None = None,
-    head: HeadConfig | None = None,
+    head: AnyHeadConfig | None = None,
     merge_lora: bool = False,
 ) -> RewardModel:
     """Load an agentrm checkpoint (or a plain Qwen-VL model) from a dir or hub id.
@@ -319,7 +325,7 @@ def _load_plain(
     device: str,
     attn_implementation: str,
     episode: EpisodeConfig | None,
-    head: HeadConfig | None,
+    head: AnyHeadConfig | None,
 ) -> RewardModel:
     given = episode
     episode = episode or EpisodeConfig(dims=list(DEFAULT_DIMS))
@@ -340,5 +346,5 @@ def _load_plain(
     settings = AgentrmSettings.for_episode(episode, base_model=source, head=head_cfg)
     if given is None:
         settings = settings.model_copy(update={"episode": None})  # record only what the caller chose
-    reward_head = RewardHead(head_cfg, hidden_size(model)).to(next(model.parameters()).device)
+    reward_head = build_head(head_cfg, hidden_size(model)).to(next(model.parameters()).device)
     return RewardModel(model, processor, reward_head, settings, reward_id, source)

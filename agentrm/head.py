@@ -109,3 +109,17 @@ class RewardHead(nn.Module):
         """(N, H) hidden vectors already gathered at reward tokens -> (N, num_outputs) float32."""
         weight = next(self.parameters())
         return self.net(vectors.to(device=weight.device, dtype=weight.dtype)).float()
+
+
+# ---- every head type, for checkpoints and trainers -------------------------------------------------------------
+from agentrm.head_pooling import PoolingHeadConfig, build_pooling_head  # noqa: E402  (pooling builds on this module)
+
+AnyHeadConfig = HeadConfig | PoolingHeadConfig  # linear/mlp | attn_pool/attn_query (told apart by `type`)
+
+
+def build_head(config: AnyHeadConfig, hidden_size: int, seed: int = 0) -> nn.Module:
+    """The head module for any head config (all share the `forward(hidden_states, reward_mask, attention_mask)`
+    signature; multi-layer heads take stacked layers, see `agentrm.head_pooling.needed_layers`)."""
+    if isinstance(config, PoolingHeadConfig):
+        return build_pooling_head(config, hidden_size, seed)
+    return RewardHead(config, hidden_size, seed)

@@ -231,3 +231,19 @@ def test_hub_ids_load_through_the_same_path(tiny_qwen3_vl_dir: Path, tmp_path: P
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf")}
     done = subprocess.run([sys.executable, "-c", _HUB_SCRIPT], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("head_type", ["attn_pool", "attn_query"])
+def test_pooling_heads_round_trip_through_agentrm_load(tiny_qwen2_5_vl_dir: Path, tmp_path: Path,
+                                                       head_type: str) -> None:
+    from agentrm.head_pooling import PoolingHeadConfig
+
+    layers = [-2, -1] if head_type == "attn_query" else [-1]
+    cfg = PoolingHeadConfig(type=head_type, num_outputs=3, mlp_hidden=16, num_heads=2, layers=layers)
+    rm = _trained(agentrm.load(tiny_qwen2_5_vl_dir, episode=EpisodeConfig(dims=DIMS3), head=cfg))
+    inputs = _inputs(rm)
+    before = _rewards(rm, inputs)
+    assert before.shape == (2, 3)
+    loaded = agentrm.load(rm.save(tmp_path / "ckpt"))
+    assert loaded.settings.head == cfg and type(loaded.head) is type(rm.head)
+    assert torch.equal(_rewards(loaded, _inputs(loaded)), before)

@@ -4,6 +4,7 @@ a directory with no checkout. Also: every package folder is listed in pyproject'
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -54,8 +55,11 @@ def test_every_package_is_listed() -> None:
 
 def test_wheel_works_from_anywhere(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
+    src = tmp_path / "src"  # build from a copy: setuptools leaves build/ and *.egg-info next to the sources
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                             ".mypy_cache", ".ruff_cache", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True)
+                    str(wheels), str(src)], check=True, capture_output=True)
     (wheel,) = wheels.glob("agentrm-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
