@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +45,11 @@ from agentrm.video import VideoPool, smart_resize
 from agentrm.window import FrameGroup, MemoryWindow
 
 Policy = Literal["agentic", "uniform"]
+
+
+def turn_seed(seed: int, sample_id: str, turn: int) -> int:
+    """The sampling seed of one turn: distinct per sample and turn, reproducible across runs and concurrency."""
+    return (seed + zlib.crc32(f"{sample_id}:{turn}".encode())) % 2**31
 
 
 def uniform_indices(num_frames: int, count: int) -> list[int]:
@@ -204,7 +210,10 @@ class Episode:
                 self.trace.termination = "max_context"
                 return
             t0 = time.perf_counter()
-            completion = await self.engine.generate(context, self.sampling, limits.max_new_tokens)
+            sampling = self.sampling
+            if sampling.temperature > 0 and sampling.seed is not None:
+                sampling = sampling.model_copy(update={"seed": turn_seed(sampling.seed, self.item.id, turn)})
+            completion = await self.engine.generate(context, sampling, limits.max_new_tokens)
             self.timings["generate_s"] += time.perf_counter() - t0
             events.append(ModelTurnEvent(turn=turn, text=completion.text, prompt_tokens=completion.prompt_tokens,
                                          completion_tokens=completion.completion_tokens,
