@@ -19,7 +19,7 @@ $(VENV)/.setup-base: pyproject.toml | $(VENV)/bin/python
 
 # Everything the tests need: dev tools, verl + ray (their tests are marked and run), Debian chromium (browser tests).
 $(VENV)/.setup-dev: $(VENV)/.setup-base
-	$(PIP) -e ".[viewer,decord,dev,verl]" "hydra-core==1.3.2" "omegaconf==2.3.0"
+	$(PIP) -e ".[viewer,decord,dev,verl]"
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will be skipped"
 	touch $@
 

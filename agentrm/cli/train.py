@@ -14,7 +14,6 @@ Exit codes: 0 done, 1 rs-sample had failed samples, 2 usage/config/data error.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 
 log = logging.getLogger("agentrm.train")
@@ -37,12 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--video-root", help="resolve relative video paths in the input against this dir")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("overrides", nargs="*", help="config overrides key.path=value")
-    if importlib.util.find_spec("agentrm.cli.train_grpo") is not None:  # stage 3 lives in its own module
-        from agentrm.cli import train_grpo
+    from agentrm.cli import train_grpo  # stage 3 lives in its own module (imports verl only when it runs)
 
-        g = sub.add_parser("grpo", help="stage 3: GRPO on verl (see agentrm.cli.train_grpo)",
-                           description=(train_grpo.__doc__ or "").split("\n")[0])
-        train_grpo.add_arguments(g)
+    g = sub.add_parser("grpo", help="stage 3: GRPO on verl (see agentrm.cli.train_grpo)",
+                       description=(train_grpo.__doc__ or "").split("\n")[0])
+    train_grpo.add_arguments(g)
     s = sub.add_parser("export", help="merge a LoRA checkpoint into a full agentrm checkpoint")
     s.add_argument("--checkpoint", required=True, help="agentrm checkpoint dir (format lora)")
     s.add_argument("--out", required=True, help="output dir (format full)")

@@ -1,0 +1,60 @@
+"""The reward as verl loads and calls it, and the trainer's pure helpers (reward metrics, pointwise partners)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.verl
+
+
+def test_verl_loads_and_calls_the_reward_function(tmp_path: Path, items_jsonl: Path) -> None:
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from agentrm.train.grpo_config import GRPOConfig
+    from agentrm.train.rewards import EpisodeSummary
+    from agentrm.train.verl.config import RunPaths, build_overrides, compose
+
+    cfg = GRPOConfig.model_validate({"data": {"train": str(items_jsonl)}, "model": {"path": "m"},
+                                     "output_dir": str(tmp_path), "reward": {"format": 0.5}})
+    paths = RunPaths.under(tmp_path, False)
+    paths.snapshot.parent.mkdir(parents=True)
+    paths.snapshot.write_text(cfg.model_dump_json())
+    fn = get_custom_reward_fn(compose(build_overrides(cfg, paths)))
+    assert fn is not None
+    summary = EpisodeSummary(mode="pairwise", dims=["OA"], overall_dim="OA", labels={"OA": "1"},
+                             verdicts={"OA": "1"}, termination="answer")
+    out = fn(data_source="agentrm/pairwise", solution_str="<answer>...</answer>", ground_truth="{}",
+             extra_info={"agentrm_summary": summary.model_dump_json()})
+    assert out["score"] == pytest.approx(0.4 + 0.5)  # the snapshot's weights were used (format 0.5)
+    assert out["overall_acc"] == 1.0 and set(out) >= {"dims_acc", "tool_use", "limit_hit", "invalid"}
+    with pytest.raises(ValueError, match="not agentrm"):
+        fn(data_source="gsm8k", solution_str="", ground_truth="", extra_info={})
+
+
+def test_reward_metrics_count_each_episode_once() -> None:
+    from agentrm.train.verl.trainer import reward_metrics
+
+    info = {"overall_acc": 1.0, "dims_acc": float("nan"), "tool_use": 0.5}
+    rows = [{"agentrm_last_row": False, "reward_extra_info": info},  # a copy on an earlier turn row
+            {"agentrm_last_row": True, "reward_extra_info": info},
+            {"agentrm_last_row": True, "reward_extra_info": {**info, "overall_acc": 0.0}}]
+    m = reward_metrics(rows)
+    assert m == {"reward/overall_acc/mean": 0.5, "reward/tool_use/mean": 0.5}
+
+
+def test_partner_scores_pair_rollout_j_with_rollout_j() -> None:
+    from agentrm.train.verl.trainer import partner_scores
+
+    s = [torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]), torch.tensor([5.0, 6.0]), None,
+         torch.tensor([7.0, 8.0])]
+    out = partner_scores(["p", "p", "p", "p", "q"], ["1", "2", "1", "2", "1"], [0, 0, 1, 1, 0], s, dims=2)
+    assert out[0].tolist() == [3.0, 4.0] and out[1].tolist() == [1.0, 2.0]
+    assert all(math.isnan(v) for v in out[2].tolist())  # its partner (rollout 1 of video 2) has no score
+    assert out[3].tolist() == [5.0, 6.0]  # a row without its own score still gets its partner's
+    assert all(math.isnan(v) for v in out[4].tolist())  # no partner in the batch
+    json.dumps(out.tolist())  # plain data: it goes to TransferQueue as a field
