@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agentrm.config import ScoreConfig
 from agentrm.data.schema import Item
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,53 @@ def make_demo_items(out: Path, seconds: float = 30.0, fps: float = 10.0, size: t
     return items
 
 
+SYNTH_MODEL = Path(__file__).parent / "synth" / "default_model"  # `agentrm synth experiment --ship` writes it
+
+
 def default_model_dir() -> tuple[Path, bool]:
-    """(model dir, trained?) of the embedded default model."""
+    """(model dir, trained?) of the embedded default model: the learning proof's RS-SFT model when it is packaged
+    (it was trained on `agentrm.synth` scenes, with `synth_demo_setup`'s settings and prompts), else a tiny
+    untrained Qwen2.5-VL."""
+    if (SYNTH_MODEL / "agentrm.json").is_file():
+        return SYNTH_MODEL, True
     from agentrm.testing import tiny_model_dir
 
     return tiny_model_dir("qwen2_5_vl"), False
+
+
+def make_synth_demo_items(out: Path) -> list[Item]:
+    """Two long pairs of the synthetic task (2.5 and 4 minutes) for the trained default: in the first, video 2's
+    object vanishes for a few seconds; in the second, video 1 flickers with a fine checkerboard only high detail
+    shows. Both videos of each pair dim once (the weak cue), so the overview alone cannot tell them apart."""
+    import numpy as np
+
+    from agentrm.synth.generate import pair_labels
+    from agentrm.synth.scenes import FPS, DefectKind, prompt_text, sample_video_spec, write_video
+
+    out.mkdir(parents=True, exist_ok=True)
+    items = []
+    pairs: tuple[tuple[int, str, str, tuple[DefectKind | None, DefectKind | None]], ...] = (
+        (150, "red", "orbit", (None, "vanish")), (240, "blue", "sweep", ("flicker", None)))
+    for k, (seconds, colour, motion, defects) in enumerate(pairs):
+        rng = np.random.default_rng(100 + k)
+        specs = [sample_video_spec(rng, int(seconds * FPS), "circle", colour, motion, d) for d in defects]
+        paths = []
+        for v, spec in enumerate(specs, 1):
+            path = out / f"synth{k}_video{v}.mp4"
+            if not path.exists():
+                write_video(path, spec)
+            paths.append(str(path))
+        labels, _ = pair_labels(specs, colour)
+        items.append(Item(id=f"demo-synth{k}", mode="pairwise", prompt=prompt_text("circle", colour, motion),
+                          videos=paths, labels=labels, meta={"defects": list(defects)}))
+    return items
+
+
+def synth_demo_setup(model: Path) -> tuple[ScoreConfig, Path]:
+    """The episode settings and the prompt directory the packaged synth model was trained with."""
+    from agentrm.config import EngineConfig
+    from agentrm.synth.generate import experiment_config
+
+    cfg = experiment_config()
+    cfg.engine = EngineConfig(model=str(model), device="cpu", dtype="float32")
+    return cfg, model / "prompts"

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "frames": ("agentrm.cli.frames", "print a video's metadata and write chosen frames as PNG"),
     "view": ("agentrm.cli.view", "browse traces in a local web viewer (runs, samples, episodes, pairs)"),
     "eval": ("agentrm.cli.eval", "accuracy of runs or scores vs human labels: report.json, .md, plots"),
+    "synth": ("agentrm.cli.synth", "synthetic long-video preference task: data, teacher traces, learning proof"),
     "train": ("agentrm.cli.train", "training stages: cold-start, rs-sample, sft, export (LoRA merge)"),
 }
 

@@ -1,0 +1,186 @@
+"""The scripted teacher: searches the synthetic videos like a careful judge and writes the cold-start traces.
+
+It is a `ScriptedEngine` responder, so its traces come out of the real loop (real tools, real memory window, real
+prompts) and are byte-identical in layout to a model's. Its *decisions* use only what a model could see at that
+turn — the frames in the context (pixels and labels) — and its earlier notes; the item's labels are used only for
+the final verdicts (so the cold-start data is always right) and to flag traces whose pixel findings disagree with
+the labels (`TeacherStats.mismatches`; 0 expected — it is the check that the search really finds the evidence).
+
+Agentic search per video (see `agentrm.synth.scenes` for why it works):
+    overview: darkest overview frame k -> select_range(video, t[k-1], t[k+1], 8, detail="low")
+    low range: darkest frame j         -> select_range(video, t[j-1], t[j+1], 8, detail="high")
+    high range: read every frame       -> note "video V: <defect> at T s (DIM)" or "clean", go to the next video
+then answer with a one-line summary (defects found, the object's colour vs the prompt's). Every number the teacher
+writes is copied from a frame label, so a model can learn it as copying, not arithmetic.
+
+Uniform policy (the same-budget baseline): one turn; it reports what its 12 high-detail frames per video show and
+answers with the labels — the same recipe, without the search.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agentrm.config import EpisodeConfig
+from agentrm.data.schema import Item
+from agentrm.engines.base import Context, ImagePart
+from agentrm.engines.scripted import ScriptTurn
+from agentrm.synth.scenes import DEFECT_DIM, DEFECT_WORDS, check_frame, read_frame
+from agentrm.trace import FrameRef
+
+RANGE_COUNT = 8
+
+
+def fmt(t: float) -> str:
+    """A timestamp exactly as the (compact) frame labels print it; frames are 0.5 s apart at 2 fps."""
+    return f"{t:.1f}"
+
+
+def _darkest(images: list[ImagePart]) -> int:
+    """Position of the darkest frame (median grey level) in `images`."""
+    levels = [read_frame(p.pixels).brightness for p in images]
+    return int(np.argmin(levels))
+
+
+def _range_call(video: int, refs: list[FrameRef], k: int, detail: str) -> str:
+    a, b = refs[max(0, k - 1)].timestamp_s, refs[min(len(refs) - 1, k + 1)].timestamp_s
+    args = f'"video": {video}, "start_s": {fmt(a)}, "end_s": {fmt(b)}, "count": {RANGE_COUNT}, "detail": "{detail}"'
+    return '<tool_call>{"name": "select_range", "arguments": {' + args + "}}</tool_call>"
+
+
+def findings(images: list[ImagePart], jumps: bool = True) -> list[tuple[FrameRef, str]]:
+    """(frame, defect kind) for every frame of a high-detail group that shows a defect. A jump is a frame whose
+    object is far from the median position of the group (the object moves slowly, so only within a short range:
+    `jumps=False` for frames spread over the whole video)."""
+    readings = [read_frame(p.pixels) for p in images]
+    cents = [r.centroid for r in readings if r.centroid is not None]
+    median = None
+    if jumps and cents:
+        median = (statistics.median(c[0] for c in cents), statistics.median(c[1] for c in cents))
+    out = []
+    for p in images:
+        kind = check_frame(p.pixels, median)
+        if kind is not None:
+            out.append((p.ref, kind))
+    return out
+
+
+def describe(video: int, found: list[tuple[FrameRef, str]], refs: list[FrameRef]) -> str:
+    if not found:
+        return f"Video {video} is clean at {fmt(refs[0].timestamp_s)}-{fmt(refs[-1].timestamp_s)} s."
+    ref, kind = found[0]
+    return f"Video {video}: {DEFECT_WORDS[kind]} at {fmt(ref.timestamp_s)} s ({DEFECT_DIM[kind]})."
+
+
+def _groups(context: Context) -> list[list[ImagePart]]:
+    """Images per message, in order (message 1 = the overview; later user messages = tool results)."""
+    return [[p for p in m.parts if isinstance(p, ImagePart)] for m in context.messages if m.role == "user"]
+
+
+@dataclass
+class TeacherStats:
+    traces: int = 0
+    mismatches: list[str] = field(default_factory=list)  # sample ids whose pixel findings contradict the labels
+    found: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Teacher:
+    """`ScriptedEngine(responder=Teacher(items, cfg))`; one instance serves many concurrent episodes."""
+
+    def __init__(self, items: list[Item], cfg: EpisodeConfig, policy: str = "agentic") -> None:
+        self.items = {i.id: i for i in items}
+        self.cfg = cfg
+        self.policy = policy
+        self.notes: dict[str, dict[int, list[tuple[FrameRef, str]]]] = defaultdict(dict)
+        self.stats = TeacherStats()
+
+    def __call__(self, context: Context) -> ScriptTurn:
+        if self.policy == "uniform":
+            return self._uniform(context)
+        groups = _groups(context)
+        overview = groups[0]
+        t = context.turn  # 1: scan v1, 2: zoom v1, 3: note v1 + scan v2, 4: zoom v2, 5: note v2 + answer
+        video = 1 if t <= 2 else 2
+        if t in (1, 3):
+            ov = [p for p in overview if p.ref.video == video]
+            k = _darkest(ov)
+            note = self._note(context, 1) + " " if t == 3 else ""
+            ts = fmt(ov[k].ref.timestamp_s)
+            think = f"<think>{note}Video {video} dims near {ts} s; scan around it.</think>"
+            return ScriptTurn(think + _range_call(video, [p.ref for p in ov], k, "low"))
+        if t in (2, 4):
+            low = groups[-1]
+            j = _darkest(low)
+            think = f"<think>Darkest at {fmt(low[j].ref.timestamp_s)} s; look closely.</think>"
+            return ScriptTurn(think + _range_call(video, [p.ref for p in low], j, "high"))
+        return self._answer(context, self._note(context, 1) + " " + self._note(context, 2))
+
+    def _note(self, context: Context, video: int) -> str:
+        """Findings of `video`'s high-detail range (read from the context when it is the latest result)."""
+        notes = self.notes[context.sample_id]
+        groups = _groups(context)
+        latest = groups[-1] if len(groups) > 1 else []
+        if latest and latest[0].ref.video == video and latest[0].ref.detail == "high":
+            notes[video] = findings(latest)
+            notes[-video] = [(p.ref, "") for p in latest]  # the range, for "clean at A-B s"
+        refs = [r for r, _ in notes.get(-video, [])]
+        if not refs:
+            return f"Video {video} was not checked closely."
+        return describe(video, notes.get(video, []), refs)
+
+    def _colours(self, context: Context, item: Item) -> str:
+        hues: dict[int, str] = {}
+        for p in _groups(context)[0]:
+            hue = read_frame(p.pixels).hue
+            if hue is not None:
+                hues.setdefault(p.ref.video, hue)
+        want = next((c for c in ("red", "green", "blue", "yellow") if c in item.prompt.split()), "?")
+        parts = [f"video {v} is {hues.get(v, '?')}" for v in sorted(hues)]
+        return f"The prompt asks for {want}; " + ", ".join(parts) + "."
+
+    def _answer(self, context: Context, notes: str) -> ScriptTurn:
+        item = self.items[context.sample_id]
+        self._check(context, item)
+        verdicts = {d: item.labels[d] for d in self.cfg.dims if d in item.labels}
+        reward_tok = self.cfg.reward_token * self.cfg.num_videos
+        text = (f"<think>{notes} {self._colours(context, item)}</think>"
+                f"<answer>{json.dumps(verdicts)}</answer>{reward_tok}")
+        return ScriptTurn(text, rewards=_label_rewards(verdicts, self.cfg.dims))
+
+    def _check(self, context: Context, item: Item) -> None:
+        """Do the pixel findings predict the VQ/MQ labels? (TA is global: its hue check is in the text.)"""
+        self.stats.traces += 1
+        notes = self.notes.get(context.sample_id, {})
+        dims = {v: {DEFECT_DIM[k] for _, k in notes.get(v, [])} for v in (1, 2)}
+        for _, kind in notes.get(1, []) + notes.get(2, []):
+            self.stats.found[kind] += 1
+        for d in ("VQ", "MQ"):
+            pred = "tie" if (d in dims[1]) == (d in dims[2]) else ("2" if d in dims[1] else "1")
+            if d in item.labels and item.labels[d] != pred:
+                self.stats.mismatches.append(item.id)
+                return
+
+    def _uniform(self, context: Context) -> ScriptTurn:
+        item = self.items[context.sample_id]
+        self.stats.traces += 1
+        images = _groups(context)[0]
+        parts = []
+        for v in (1, 2):
+            mine = [p for p in images if p.ref.video == v]
+            parts.append(describe(v, findings(mine, jumps=False), [p.ref for p in mine]))
+        verdicts = {d: item.labels[d] for d in self.cfg.dims if d in item.labels}
+        text = (f"<think>{' '.join(parts)} {self._colours(context, item)}</think>"
+                f"<answer>{json.dumps(verdicts)}</answer>{self.cfg.reward_token * self.cfg.num_videos}")
+        return ScriptTurn(text, rewards=_label_rewards(verdicts, self.cfg.dims))
+
+
+def _label_rewards(verdicts: dict[str, str | float], dims: list[str]) -> list[list[float]]:
+    """Head outputs a perfect judge would give: 1 for the better video, 0 for the worse, 0.5 each on a tie."""
+    win = {"1": (1.0, 0.0), "2": (0.0, 1.0), "tie": (0.5, 0.5)}
+    pairs = [win.get(str(verdicts.get(d, "tie")), (0.5, 0.5)) for d in dims]
+    return [[p[0] for p in pairs], [p[1] for p in pairs]]
