@@ -109,6 +109,23 @@ class _RowSampler(LogitsProcessor):
         return scores
 
 
+class _Suppress(LogitsProcessor):
+    """Never generate vision placeholder tokens: a generated `<|image_pad|>` or `<|vision_start|>` has no image
+    behind it and makes the next turn's processor (or mrope indexing) fail, ending the episode on an engine error
+    instead of a format error the model can recover from."""
+
+    def __init__(self, token_ids: Sequence[int]) -> None:
+        self.token_ids = list(token_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.token_ids:
+            scores[:, self.token_ids] = float("-inf")
+        return scores
+
+
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+
+
 class _RowBudget(StoppingCriteria):
     """Stops each row at its own max_new_tokens (generate runs to the largest budget in the batch)."""
 
@@ -228,6 +245,9 @@ class HFEngine:
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(int(self.tokenizer.eos_token_id))
         self.eos_ids = sorted(eos_ids)
+        unk = self.tokenizer.unk_token_id
+        vocab = self.tokenizer.get_vocab()
+        self.suppressed_ids = sorted({vocab[t] for t in VISION_TOKENS if t in vocab and vocab[t] != unk})
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else getattr(gen_cfg, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else self.eos_ids[0])
@@ -325,7 +345,7 @@ class HFEngine:
             out = self.rm.model.generate(
                 **inputs,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([_RowSampler(samplings, device)]),
+                logits_processor=LogitsProcessorList([_Suppress(self.suppressed_ids), _RowSampler(samplings, device)]),
                 stopping_criteria=StoppingCriteriaList([_RowBudget(prompt_len, budgets)]),
             )
         completions = []

@@ -286,3 +286,23 @@ def test_checkpoint_generation_defaults_do_not_leak_into_greedy(engine: HFEngine
     finally:
         gen_cfg.update(**saved)
     assert after == before
+
+
+def test_vision_placeholder_tokens_are_never_generated(engine: HFEngine) -> None:
+    """Even when the model prefers <|image_pad|> above everything, the engine does not emit it (it would break the
+    next turn's processor); the model's next choice is taken instead."""
+    pad = engine.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert pad in engine.suppressed_ids
+    lm_head = engine.rm.model.get_output_embeddings()
+
+    def prefer_pad(module: Any, args: Any, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[..., pad] += 1e4
+        return out
+
+    handle = lm_head.register_forward_hook(prefer_pad)
+    try:
+        done = run(engine.generate(context(engine, 0, [(2, 2)]), SamplingConfig(), 8))
+    finally:
+        handle.remove()
+    assert "<|image_pad|>" not in done.text and done.completion_tokens >= 1
