@@ -101,6 +101,9 @@ class EpisodeConfig(StrictModel):
     tools: list[str] = Field(
         default_factory=lambda: ["select_frames", "select_range"], description="Tool names from agentrm.tools."
     )
+    prompt_dir: str | None = Field(
+        None, description="Directory of Jinja2 templates replacing the packaged ones by name (prompts/*.j2)."
+    )
 
     @model_validator(mode="after")
     def _dims(self) -> EpisodeConfig:

@@ -264,6 +264,8 @@ async def run_episode(
     normalization: dict[str, tuple[float, float]] | None = None,
 ) -> Trace:
     """Run one episode and return its trace (see module docstring)."""
+    if prompts is None:
+        prompts = Prompts(cfg.prompt_dir) if cfg.prompt_dir else default_prompts()
     ep = Episode(engine=engine, item=item, cfg=cfg, pool=pool, sampling=sampling or SamplingConfig(), policy=policy,
-                 prompts=prompts or default_prompts(), normalization=normalization)
+                 prompts=prompts, normalization=normalization)
     return await ep.run()

@@ -290,3 +290,12 @@ def test_answer_event_and_timings(pair: Item, cfg: EpisodeConfig, pool: VideoPoo
     assert isinstance([e for e in trace.events if isinstance(e, AnswerEvent)][0], AnswerEvent)
     assert trace.timings["total_s"] >= trace.timings["generate_s"] >= 0
     assert trace.videos[1].num_frames == 1200 and trace.videos[1].duration_s == pytest.approx(120.0, abs=0.2)
+
+
+def test_prompt_dir_from_the_config_replaces_templates(pair: Item, pool: VideoPool, tmp_path: Path) -> None:
+    (tmp_path / "frame_label.j2").write_text("<f{{ ref.video }}:{{ ref.index }}>")
+    cfg = EpisodeConfig(prompt_dir=str(tmp_path))
+    rec = Recorder([answer(VERDICTS)])
+    run(rec, pair, cfg, pool)
+    text = "".join(m.text for m in rec.contexts[0].messages)
+    assert "<f1:37>" in text and "[video 1 · frame 37" not in text
