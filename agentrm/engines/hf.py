@@ -140,6 +140,35 @@ class _RowBudget(StoppingCriteria):
         return done.to(input_ids.device)  # type: ignore[return-value]
 
 
+class _RewardStop(StoppingCriteria):
+    """Stops a row once it has generated `n` reward tokens (one per video: the answer is complete). Without it a
+    model that has not learnt to count them keeps writing them until max_new_tokens and the parser rejects the
+    turn — the stop string every serving engine would be given."""
+
+    def __init__(self, prompt_len: int, reward_id: int, n: int) -> None:
+        self.prompt_len, self.reward_id, self.n = prompt_len, reward_id, n
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        done = (input_ids[:, self.prompt_len :] == self.reward_id).sum(dim=1) >= self.n
+        return done  # type: ignore[return-value]
+
+
+def _cut(new: list[int], eos_ids: Sequence[int], reward_id: int, n: int | None) -> tuple[int, int] | None:
+    """(tokens kept, tokens generated) at the row's stop — the first eos (generated, not kept) or the n-th reward
+    token (kept) — or None when the row ran to its budget."""
+    seen = 0
+    for j, t in enumerate(new):
+        if t in eos_ids:
+            return j, j + 1
+        if n and t == reward_id:
+            seen += 1
+            if seen >= n:
+                return j + 1, j + 1
+    return None
+
+
 class _Batcher:
     """Gathers requests for up to `wait_s` / `max_size` and hands each batch to `run` in a worker thread."""
 
@@ -212,7 +241,12 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, rm: RewardModel, *, max_batch_size: int = 8, batch_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self, rm: RewardModel, *, max_batch_size: int = 8, batch_wait_ms: float = 5.0,
+        stop_after_rewards: int | None = None,
+    ) -> None:
+        """`stop_after_rewards`: end a completion after this many reward tokens (the episode's number of videos;
+        `from_config` sets it when given the episode config)."""
         processor = rm.processor
         if (
             getattr(processor, "image_processor", None) is None
@@ -226,6 +260,7 @@ class HFEngine:
                 f"{rm.source}: the processor has no chat template; save the base model's processor"
             )
         self.rm = rm
+        self.stop_after_rewards = stop_after_rewards
         self.model_id = rm.source or rm.settings.base_model
         self.factor = rm.factor
         if processor_factor(processor) != self.factor:
@@ -273,7 +308,8 @@ class HFEngine:
             )
         except CheckpointError as exc:
             raise EngineError(f"engine.model={config.model!r}: {exc}") from exc
-        return cls(rm, max_batch_size=config.max_batch_size, batch_wait_ms=config.batch_wait_ms)
+        return cls(rm, max_batch_size=config.max_batch_size, batch_wait_ms=config.batch_wait_ms,
+                   stop_after_rewards=episode.num_videos if episode is not None else None)
 
     @property
     def normalization(self) -> dict[str, tuple[float, float]] | None:
@@ -341,25 +377,28 @@ class HFEngine:
             pad_token_id=self.pad_id,
         )
         device = self.rm.device
+        stops: list[StoppingCriteria] = [_RowBudget(prompt_len, budgets)]
+        if self.stop_after_rewards:
+            stops.append(_RewardStop(prompt_len, self.rm.reward_token_id, self.stop_after_rewards))
         with self._model_lock, torch.inference_mode():
             out = self.rm.model.generate(
                 **inputs,
                 generation_config=config,
                 logits_processor=LogitsProcessorList([_Suppress(self.suppressed_ids), _RowSampler(samplings, device)]),
-                stopping_criteria=StoppingCriteriaList([_RowBudget(prompt_len, budgets)]),
+                stopping_criteria=StoppingCriteriaList(stops),
             )
         completions = []
         for i, row in enumerate(rows):
             new = out[i, prompt_len:].tolist()[: budgets[i]]
-            stop = next((j for j, t in enumerate(new) if t in self.eos_ids), None)
-            kept = new if stop is None else new[:stop]
+            stop = _cut(new, self.eos_ids, self.rm.reward_token_id, self.stop_after_rewards)
+            kept = new if stop is None else new[: stop[0]]
             with self._tokenizer_lock:
                 text = self.tokenizer.decode(kept, skip_special_tokens=False)
             completions.append(
                 Completion(
                     text=text,
                     prompt_tokens=int(row["input_ids"].shape[1]),
-                    completion_tokens=len(new) if stop is None else stop + 1,  # the eos token counts
+                    completion_tokens=len(new) if stop is None else stop[1],
                     finish_reason="length" if stop is None else "stop",
                 )
             )

@@ -306,3 +306,29 @@ def test_vision_placeholder_tokens_are_never_generated(engine: HFEngine) -> None
     finally:
         handle.remove()
     assert "<|image_pad|>" not in done.text and done.completion_tokens >= 1
+
+
+def test_generation_stops_after_one_reward_token_per_video(engine: HFEngine) -> None:
+    """A model that keeps writing `<Reward>` is cut after the episode's number of videos (the answer is complete),
+    the reward tokens kept; without the setting it runs to its budget."""
+    reward = engine.rm.reward_token_id
+    lm_head = engine.rm.model.get_output_embeddings()
+
+    def prefer_reward(module: Any, args: Any, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[..., reward] += 1e4
+        return out
+
+    handle = lm_head.register_forward_hook(prefer_reward)
+    saved = engine.stop_after_rewards
+    try:
+        engine.stop_after_rewards = 2
+        (two,) = engine.generate_batch([(context(engine, 0, [(2, 2)]), GREEDY, 8)])
+        engine.stop_after_rewards = None
+        (free,) = engine.generate_batch([(context(engine, 0, [(2, 2)]), GREEDY, 8)])
+    finally:
+        handle.remove()
+        engine.stop_after_rewards = saved
+    token = engine.rm.settings.reward_token
+    assert two.text == token * 2 and two.completion_tokens == 2 and two.finish_reason == "stop"
+    assert free.text == token * 8 and free.completion_tokens == 8 and free.finish_reason == "length"
