@@ -13,7 +13,9 @@ Nested values that vary per row (labels with different dims, meta) are JSON stri
 
 Pointwise training with the auxiliary BT loss needs the two videos of a pair in one batch: `split_pairs` turns a
 pairwise item into two pointwise rows (pair_role "1"/"2") that share a pair_id and stay adjacent through the
-pair-level shuffle; the trainer joins the partner's head score by pair_id (see agentrm.train.verl.trainer).
+pair-level shuffle. verl then runs n rollouts of each row; the agent loop stamps every output row with
+`pair_fields` (pair id, role, rollout index), and the trainer joins rollout j of video 1 with rollout j of video 2
+by `pair_key` (see agentrm.train.verl.trainer).
 """
 
 from __future__ import annotations
@@ -28,6 +30,38 @@ from agentrm.data.schema import Item
 from agentrm.errors import DataError
 
 AGENT_NAME = "agentrm"
+
+# extra_fields every output row of a rollout carries: written by the agent loop, read by the trainer's partner join
+PAIR_ID_FIELD = "agentrm_pair_id"
+PAIR_ROLE_FIELD = "agentrm_pair_role"
+ROLLOUT_FIELD = "agentrm_rollout"
+PAIR_ROLES = ("1", "2")
+
+PairKey = tuple[str, str, int]  # (pair id, role "1"/"2", rollout index within the GRPO group)
+
+
+def pair_fields(extra_info: dict[str, Any], rollout: int | None) -> dict[str, Any]:
+    """What the agent loop adds to each output row's extra_fields: the row's pair identity and its rollout index
+    (verl's session_id, 0..n-1 within the item's GRPO group; -1 when verl passed none, which never pairs)."""
+    return {PAIR_ID_FIELD: str(extra_info.get("pair_id") or ""),
+            PAIR_ROLE_FIELD: str(extra_info.get("pair_role") or ""),
+            ROLLOUT_FIELD: int(rollout) if rollout is not None else -1}
+
+
+def pair_key(fields: Any) -> PairKey | None:
+    """The join key of a row's extra_fields, or None when the row is no split-pair member with a rollout index."""
+    if not isinstance(fields, dict):
+        return None
+    pid, role, rollout = fields.get(PAIR_ID_FIELD), fields.get(PAIR_ROLE_FIELD), fields.get(ROLLOUT_FIELD)
+    if not pid or role not in PAIR_ROLES or not isinstance(rollout, int) or isinstance(rollout, bool) or rollout < 0:
+        return None
+    return str(pid), str(role), rollout
+
+
+def partner_key(key: PairKey) -> PairKey:
+    """The same rollout index of the pair's other video (DeScore pairs rollout j of video 1 with rollout j of 2)."""
+    pid, role, rollout = key
+    return pid, PAIR_ROLES[1 - PAIR_ROLES.index(role)], rollout
 
 
 def split_pair(item: Item) -> list[Item]:

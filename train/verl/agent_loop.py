@@ -42,7 +42,7 @@ from agentrm.episode import run_episode
 from agentrm.errors import EngineError
 from agentrm.trace import Trace, TraceWriter
 from agentrm.train.grpo_config import GRPOConfig
-from agentrm.train.grpo_data import item_from_row
+from agentrm.train.grpo_data import item_from_row, pair_fields
 from agentrm.train.rewards import summarize_trace
 from agentrm.video import VideoPool
 
@@ -188,7 +188,9 @@ class AgentrmAgentLoop(AgentLoopBase):
         item = item_from_row(extra_info)
         step = int(kwargs.get("global_steps", -1))
         validate = bool(kwargs.get("validate", False))
-        session = kwargs.get("session_id", 0)
+        # verl's V1 worker runs the n rollouts of a row as session_id = 0..n-1 (AgentLoopWorkerTQ._run_prompt)
+        rollout = kwargs.get("session_id")
+        session = 0 if rollout is None else int(rollout)
         engine = ServerEngine(self.server_manager, self.tokenizer, self.processor, sampling_params,
                               model_id=str(self.config.actor_rollout_ref.model.path))
         trace = await run_episode(engine, item, self.cfg.episode, shared_pool(self.cfg))
@@ -199,6 +201,8 @@ class AgentrmAgentLoop(AgentLoopBase):
         if self.cfg.trace_rollouts:
             write_trace(self.trace_dir, step, validate, trace)
         outputs = self.to_outputs(engine.turns, trace)
+        for out in outputs:  # the trainer joins pointwise partners by these (verl's padding rows copy them)
+            out.extra_fields.update(pair_fields(extra_info, rollout))
         last = outputs[-1].extra_fields
         last["agentrm_summary"] = summary.model_dump_json()
         last["agentrm_answer_row"] = trace.termination == "answer"

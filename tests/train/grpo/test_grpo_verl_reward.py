@@ -1,13 +1,10 @@
-"""The reward as verl loads and calls it, and the trainer's pure helpers (reward metrics, pointwise partners)."""
+"""The reward as verl loads and calls it, and the trainer's reward metrics (its hooks: test_grpo_trainer_hooks)."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pytest
-import torch
 
 pytestmark = pytest.mark.verl
 
@@ -44,17 +41,6 @@ def test_reward_metrics_count_each_episode_once() -> None:
             {"agentrm_last_row": True, "reward_extra_info": info},
             {"agentrm_last_row": True, "reward_extra_info": {**info, "overall_acc": 0.0}}]
     m = reward_metrics(rows)
-    assert m == {"reward/overall_acc/mean": 0.5, "reward/tool_use/mean": 0.5}
-
-
-def test_partner_scores_pair_rollout_j_with_rollout_j() -> None:
-    from agentrm.train.verl.trainer import partner_scores
-
-    s = [torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]), torch.tensor([5.0, 6.0]), None,
-         torch.tensor([7.0, 8.0])]
-    out = partner_scores(["p", "p", "p", "p", "q"], ["1", "2", "1", "2", "1"], [0, 0, 1, 1, 0], s, dims=2)
-    assert out[0].tolist() == [3.0, 4.0] and out[1].tolist() == [1.0, 2.0]
-    assert all(math.isnan(v) for v in out[2].tolist())  # its partner (rollout 1 of video 2) has no score
-    assert out[3].tolist() == [5.0, 6.0]  # a row without its own score still gets its partner's
-    assert all(math.isnan(v) for v in out[4].tolist())  # no partner in the batch
-    json.dumps(out.tolist())  # plain data: it goes to TransferQueue as a field
+    assert m == {"reward/overall_acc/mean": 0.5, "reward/tool_use/mean": 0.5, "reward/episodes": 2.0}
+    # verl's padding rows copy a real row's extra_fields (last-row flag included): not episodes
+    assert reward_metrics([*rows, rows[2]], padding=[False, False, False, True]) == m
