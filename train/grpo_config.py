@@ -117,6 +117,11 @@ class GRPOConfig(StrictModel):
         mode = "pointwise" if self.data.split_pairs else self.episode.mode
         if mode != self.episode.mode:
             raise ValueError("data.split_pairs makes pointwise rows: set episode.mode=pointwise as well")
+        if self.data.split_pairs and self.algo.train_batch_size % 2:
+            raise ValueError(
+                f"algo.train_batch_size={self.algo.train_batch_size} is odd but data.split_pairs=true makes each "
+                "pair two adjacent rows, so a pair would straddle two steps; use an even algo.train_batch_size"
+            )
         if self.model.head is not None and self.model.head.num_outputs != len(self.episode.dims):
             raise ValueError(
                 f"model.head.num_outputs={self.model.head.num_outputs} != len(episode.dims)={len(self.episode.dims)}"

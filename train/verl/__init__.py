@@ -10,6 +10,8 @@ pinned to `verl>=0.9.1,<0.10` (checked at import by `check_verl_version`). Modul
 - `plugin`: what verl imports through `actor_rollout_ref.model.external_lib` (registers the engine, and a processor
   fallback for torchvision-less hosts);
 - `config`: verl's hydra overrides built from `GRPOConfig`, compose + validate (the `--dry-run`);
+- `pairs`: the pointwise pair-layout check (verl settings that split a pair across batches), run by `config` and
+  `trainer`;
 - `trainer`: the V1 task runner and trainer subclass (reward components as metrics, pointwise partner scores);
 - `export`: verl actor checkpoint -> agentrm checkpoint.
 

@@ -2,8 +2,8 @@
 
 `build_overrides(cfg, paths)` derives the hydra overrides of verl's `ppo_trainer` config; `compose(...)` composes
 them with verl's own config files (from the installed package) and runs verl's validation; `dry_run` does both and
-returns the YAML that `agentrm train grpo --dry-run` prints. Composition and validation run on CPU: nothing here
-needs a GPU, Ray or the model weights.
+returns the YAML that `agentrm train grpo --dry-run` prints (validation includes the pointwise pair-layout check, see
+pairs.py). Composition and validation run on CPU: nothing here needs a GPU, Ray or the model weights.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from agentrm.errors import ConfigError
 from agentrm.train.grpo_config import GRPOConfig
+from agentrm.train.verl.pairs import check_pair_layout, parameter_sync_step
 
 AGENT_LOOP_NAME = "agentrm"
 
@@ -159,7 +160,8 @@ def compose(overrides: list[str]) -> Any:
 
 
 def validate(config: Any) -> None:
-    """verl's own checks (batch divisibility, ...) plus the dataclass conversions its workers do first."""
+    """verl's own checks (batch divisibility, ...), the dataclass conversions its workers do first, and (pointwise
+    pairs) the pair-layout check AgentrmTrainer repeats on the cluster - so a bad layout fails here, not in Ray."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
     from verl.workers.engine import EngineRegistry
@@ -178,6 +180,7 @@ def validate(config: Any) -> None:
     model_type = config.actor_rollout_ref.model.model_type
     if model_type not in EngineRegistry._engines:
         raise ConfigError(f"model_type {model_type!r} is not registered in verl's EngineRegistry")
+    check_pair_layout(config, parameter_sync_step(config))
 
 
 def dry_run(cfg: GRPOConfig, paths: RunPaths) -> str:

@@ -17,8 +17,9 @@ rollouts as `session_id = 0..n-1` (v1/agent_loop_tq.py:123-126); each rollout's 
 agent loop stamps every output row with (pair id, role, rollout index = session_id) in its extra_fields
 (`agentrm.train.grpo_data.pair_fields`), and rollout j of video 1 pairs with rollout j of video 2 (as DeScore does).
 Both videos are in the same batch because the split rows are adjacent, the dataloader is sequential and a sync step
-trains exactly the prompts it submitted; `pair_layout_problems` refuses the settings that break this. verl's padding
-rows (padding_utils.py:177-192) copy the first row's extra_fields, so they are excluded by their `is_padding` tag.
+trains exactly the prompts it submitted; `pairs.pair_layout_problems` refuses the settings that break this (at
+`--dry-run` and launch too). verl's padding rows (padding_utils.py:177-192) copy the first row's extra_fields, so they
+are excluded by their `is_padding` tag.
 Rows whose partner has no score (absent, failed, unanswered, truncated) get NaN: the engine skips them and counts
 them (`agentrm/bt_missing_partner`); the join logs `agentrm/pairs/*` counts. Nothing is silently scored as zero.
 
@@ -44,6 +45,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from agentrm.errors import ConfigError
 from agentrm.train.grpo_data import PairKey, pair_key, partner_key
+from agentrm.train.verl.pairs import check_pair_layout, pointwise_pairs
+from agentrm.train.verl.pairs import pair_layout_problems as pair_layout_problems  # re-export (it lived here)
 
 log = logging.getLogger(__name__)
 
@@ -112,33 +115,6 @@ def join_partner_scores(
     return partner, metrics
 
 
-def pair_layout_problems(config: Any, parameter_sync_step: int) -> list[str]:
-    """verl settings under which a pair's two rows may not share a training batch (each names its fix)."""
-    data, algo, sampler = config.data, config.algorithm, config.trainer.v1.sampler
-    problems = []
-    for key in ("train_batch_size", "gen_batch_size"):
-        size = data.get(key)
-        if size is not None and size % 2:
-            problems.append(f"data.{key}={size} is odd: a pair's two rows would straddle batches; use an even "
-                            "algo.train_batch_size (and gen_batch_size)")
-    if data.get("shuffle", False):
-        problems.append("data.shuffle=true separates a pair's adjacent rows; set it false (agentrm's data "
-                        "conversion shuffles whole pairs instead)")
-    if (algo.get("filter_groups") or {}).get("enable", False):
-        problems.append("algorithm.filter_groups (DAPO) evicts and refills single rows; disable it")
-    if sampler.get("sync_refill_failed_groups", False):
-        problems.append("trainer.v1.sampler.sync_refill_failed_groups refills single rows; disable it")
-    if (sampler.get("custom_sampler") or {}).get("path"):
-        problems.append("trainer.v1.sampler.custom_sampler may select part of a step's rows; remove it")
-    if (algo.get("rollout_correction") or {}).get("bypass_mode", False):
-        problems.append("algorithm.rollout_correction.bypass_mode skips the old-log-prob pass that computes the "
-                        "head scores; disable it")
-    if parameter_sync_step != 1:
-        problems.append(f"parameter_sync_step={parameter_sync_step} trains a step's rows in sub-batches of "
-                        "arbitrary order; use 1")
-    return problems
-
-
 # --------------------------------------------------------------------------------- TransferQueue (thin part)
 def _rows(value: Any) -> list[Any]:
     """A non-tensor TransferQueue field as a list (it comes back as a LinkedList, NonTensorStack or array)."""
@@ -184,13 +160,9 @@ if TRAINER_MODE not in TRAINER_REGISTRY:
     class AgentrmTrainer(PPOTrainerSync):
         def __init__(self, config: Any) -> None:
             super().__init__(config)
-            agentrm = config.get("agentrm") or {}
-            self.pointwise_pairs = bool(agentrm.get("pointwise_pairs", False))
-            self.pair_dims = int(agentrm.get("dims", 0))
-            problems = pair_layout_problems(config, self.parameter_sync_step) if self.pointwise_pairs else []
-            if problems:
-                raise ConfigError("pointwise pairs with the auxiliary BT loss need both videos of a pair in one "
-                                  "training batch:\n- " + "\n- ".join(problems))
+            self.pointwise_pairs = pointwise_pairs(config)
+            self.pair_dims = int((config.get("agentrm") or {}).get("dims", 0))
+            check_pair_layout(config, self.parameter_sync_step)
 
         def _build_replay_buffer(self) -> Any:
             # called by PPOTrainer.__init__ right after it reads trainer_mode: the one place to make verl's

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from agentrm.train.grpo_config import GRPOConfig
 
 TINY = Path(__file__).resolve().parents[3] / "configs" / "grpo" / "tiny.yaml"
 BIG = TINY.parent / "qwen2_5_vl_7b.yaml"
+POINTWISE = ["episode.mode=pointwise", "data.split_pairs=true"]  # tiny.yaml's aux.coef > 0: the BT partner join
 
 
 def test_packaged_configs_validate() -> None:
@@ -31,6 +34,21 @@ def test_packaged_configs_validate() -> None:
 def test_config_errors_name_the_fix(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(GRPOConfig, TINY, [override])
+
+
+def test_split_pairs_need_an_even_train_batch() -> None:
+    with pytest.raises(ConfigError, match=r"algo.train_batch_size=3 is odd .* use an even algo.train_batch_size"):
+        load_config(GRPOConfig, TINY, [*POINTWISE, "algo.train_batch_size=3", "algo.ppo_mini_batch_size=1"])
+    assert load_config(GRPOConfig, TINY, [*POINTWISE, "algo.train_batch_size=4"]).algo.train_batch_size == 4
+    odd = load_config(GRPOConfig, TINY, ["algo.train_batch_size=3", "algo.ppo_mini_batch_size=1"])
+    assert odd.algo.train_batch_size == 3  # pairwise rows hold both videos: any batch size keeps pairs whole
+
+
+def test_pair_layout_check_imports_no_ray_or_torch() -> None:
+    code = ("import sys, agentrm.train.verl.pairs; "
+            "print(sorted(m for m in ('ray', 'torch', 'transfer_queue', 'verl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.verl
@@ -83,3 +101,33 @@ def test_prepare_writes_what_verl_reads(tmp_path: Path, items_jsonl: Path, tiny_
     loops = OmegaConf.load(paths.agent_loops)  # what verl's AgentLoopWorker loads
     assert loops[0].name == "agentrm" and loops[0]._target_.endswith("AgentrmAgentLoop")
     assert GRPOConfig.model_validate_json(paths.snapshot.read_text()) == cfg
+
+
+@pytest.mark.verl
+@pytest.mark.parametrize(("extra", "shuffle", "problems"), [
+    ([], True, []),  # the default tiny config (pairwise rows: shuffling them is fine)
+    (POINTWISE, False, []),  # split pairs: agentrm turns verl's shuffle off itself
+    ([*POINTWISE, "aux.coef=0", "verl_overrides=[data.shuffle=true]"], True, []),  # no BT partner join, no check
+    ([*POINTWISE, "verl_overrides=[data.shuffle=true]"], None, ["data.shuffle=true"]),
+    ([*POINTWISE, "verl_overrides=[data.train_batch_size=3]"], None, ["data.train_batch_size=3 is odd"]),
+    ([*POINTWISE, "verl_overrides=[data.shuffle=true,algorithm.rollout_correction.bypass_mode=true,"
+      "+trainer.v1.agentrm_sync.parameter_sync_step=2]"], None,
+     ["data.shuffle=true", "bypass_mode", "parameter_sync_step=2"]),
+])
+def test_dry_run_refuses_layouts_that_split_pairs(tmp_path: Path, extra: list[str], shuffle: bool | None,
+                                                  problems: list[str]) -> None:
+    import yaml
+
+    from agentrm.train.verl.launch import launch
+
+    cfg = load_config(GRPOConfig, TINY, [f"output_dir={tmp_path}", *extra])
+    if not problems:
+        verl_cfg = yaml.safe_load(launch(cfg, dry=True) or "")
+        assert verl_cfg["data"]["shuffle"] is shuffle
+        return
+    with pytest.raises(ConfigError, match="both videos of a pair in one training batch") as err:
+        launch(cfg, dry=True)
+    lines = str(err.value).splitlines()[1:]  # one "- problem; fix" line each, as the trainer raises them
+    assert len(lines) == len(problems)
+    for line, problem in zip(lines, problems, strict=True):
+        assert line.startswith("- ") and problem in line
