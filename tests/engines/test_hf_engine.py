@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,46 +289,43 @@ def test_checkpoint_generation_defaults_do_not_leak_into_greedy(engine: HFEngine
     assert after == before
 
 
+@contextlib.contextmanager
+def prefer_token(engine: HFEngine, token_id: int) -> Iterator[None]:
+    """Makes the model prefer `token_id` above everything (a forward hook on the LM head)."""
+
+    def hook(module: Any, args: Any, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[..., token_id] += 1e4
+        return out
+
+    handle = engine.rm.model.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_vision_placeholder_tokens_are_never_generated(engine: HFEngine) -> None:
     """Even when the model prefers <|image_pad|> above everything, the engine does not emit it (it would break the
     next turn's processor); the model's next choice is taken instead."""
     pad = engine.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert pad in engine.suppressed_ids
-    lm_head = engine.rm.model.get_output_embeddings()
-
-    def prefer_pad(module: Any, args: Any, out: torch.Tensor) -> torch.Tensor:
-        out = out.clone()
-        out[..., pad] += 1e4
-        return out
-
-    handle = lm_head.register_forward_hook(prefer_pad)
-    try:
+    with prefer_token(engine, pad):
         done = run(engine.generate(context(engine, 0, [(2, 2)]), SamplingConfig(), 8))
-    finally:
-        handle.remove()
     assert "<|image_pad|>" not in done.text and done.completion_tokens >= 1
 
 
 def test_generation_stops_after_one_reward_token_per_video(engine: HFEngine) -> None:
     """A model that keeps writing `<Reward>` is cut after the episode's number of videos (the answer is complete),
     the reward tokens kept; without the setting it runs to its budget."""
-    reward = engine.rm.reward_token_id
-    lm_head = engine.rm.model.get_output_embeddings()
-
-    def prefer_reward(module: Any, args: Any, out: torch.Tensor) -> torch.Tensor:
-        out = out.clone()
-        out[..., reward] += 1e4
-        return out
-
-    handle = lm_head.register_forward_hook(prefer_reward)
     saved = engine.stop_after_rewards
     try:
-        engine.stop_after_rewards = 2
-        (two,) = engine.generate_batch([(context(engine, 0, [(2, 2)]), GREEDY, 8)])
-        engine.stop_after_rewards = None
-        (free,) = engine.generate_batch([(context(engine, 0, [(2, 2)]), GREEDY, 8)])
+        with prefer_token(engine, engine.rm.reward_token_id):
+            engine.stop_after_rewards = 2
+            (two,) = engine.generate_batch([(context(engine, 0, [(2, 2)]), GREEDY, 8)])
+            engine.stop_after_rewards = None
+            (free,) = engine.generate_batch([(context(engine, 0, [(2, 2)]), GREEDY, 8)])
     finally:
-        handle.remove()
         engine.stop_after_rewards = saved
     token = engine.rm.settings.reward_token
     assert two.text == token * 2 and two.completion_tokens == 2 and two.finish_reason == "stop"
