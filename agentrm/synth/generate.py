@@ -46,7 +46,7 @@ from agentrm.synth.scenes import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "jump")
+DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
 TA_ERROR_P = 0.2
 
 # Compact prompts for small models: short system text, no JSON schemas (the two tools are described in one line).
@@ -55,7 +55,7 @@ COMPACT_PROMPTS = {
         "You compare two videos made from one prompt on VQ (visual quality), MQ (motion), TA (matches the "
         "prompt) and OA (overall). You see {{ overview_frames }} low-detail frames per video."
         "{% if tools %} Look closer with one tool call per turn: <tool_call>{\"name\": \"select_range\", "
-        "\"arguments\": {\"video\": V, \"start_s\": A, \"end_s\": B, \"count\": N, \"detail\": \"low|high\"}}"
+        "\"arguments\": {\"video\": V, \"start_s\": A, \"end_s\": B, \"count\": N, \"detail\": \"high\"}}"
         "</tool_call>. Defects are short.{% endif %} Answer: <think>...</think><answer>{{ answer_example }}"
         "</answer>{{ reward_tokens }}"
     ),
@@ -73,19 +73,20 @@ COMPACT_PROMPTS = {
 def experiment_config() -> ScoreConfig:
     """The episode settings the task is designed for: 8 overview frames at low detail (56x56, 4 visual tokens),
     tool frames at high detail (112x112, 16 tokens), a 384-token window (the uniform baseline gets 12 high-detail
-    frames per video from it; the teacher's 4 calls fit without eviction, so a trace trains as one row)."""
+    frames per video from it; the teacher's 2 calls, 320 tokens with the overview, fit without eviction, so a
+    trace trains as one row). One turn of slack over the teacher's three."""
     cfg = ScoreConfig()
     ep = cfg.episode
     ep.overview.frames_per_video = OVERVIEW_FRAMES
     ep.detail.levels = {"low": 56 * 56, "high": SIZE * SIZE}
     ep.window.max_visual_tokens = 384
     ep.window.max_frames = None
-    ep.limits.max_turns = 6
+    ep.limits.max_turns = 4
     ep.limits.max_frames_per_call = 8
-    ep.limits.max_total_frames = 40
-    ep.limits.max_new_tokens = 160
+    ep.limits.max_total_frames = 24
+    ep.limits.max_new_tokens = 120
     ep.limits.max_context_tokens = 4096
-    ep.tools = ["select_range", "select_frames"]
+    ep.tools = ["select_range"]
     cfg.concurrency = 4
     return cfg
 

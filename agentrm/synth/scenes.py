@@ -8,23 +8,23 @@ Scene (one video, 1-5 minutes, 112x112, 2 fps, lossless H.264 so the pixels are 
 coloured shape (circle or square; red, green, blue or yellow) on a grey gradient, moving slowly along a path
 (one revolution or one left-to-right sweep over the whole video), as the text prompt says.
 
-(a) The low-detail overview alone is not enough. Every defect is **short and local in time** (max(1.5 s,
-    duration/60)): 8 overview frames of a 2-minute video are 15 s apart, so they (almost) never land on it. And
-    every video — defective or clean — has exactly one **disturbance** (the lights dim for ~2 overview spacings),
-    so the overview shows "something happens around here" in both videos and cannot tell which one is broken.
+(a) The low-detail overview alone is not enough. Every defect is **short and local in time** (about 1/50 of the
+    video): 8 overview frames land on it only by luck (~1 in 7). And every video — defective or clean — has
+    exactly one **disturbance** (the lights dim slowly over 2 overview spacings, then snap back), so the overview
+    shows "something happens around here" in both videos and cannot tell which one is broken.
 (b) The deciding evidence needs detail and is local. The two visual-quality defects are **mean-preserving 1-pixel
     checkerboards** (`flicker`: over the whole frame; `texture`: on the object): the frame source shrinks frames
     with area averaging, and at the low detail (56x56 from 112x112, 2x2 averaging) a checkerboard averages to
     exactly the clean frame — only a high-detail frame shows it. The motion defects (`vanish`: the object is gone;
-    `jump`: it is on the opposite side of its path) are visible only on the few frames they last.
-(c) Like real videos, there are weak cues that make searching better than blind: a defect always sits at the
-    centre of its video's disturbance, and the dimming is a triangle peaking there (down to 55 % brightness). The
-    dimming survives low detail, so a searcher can go overview (darkest overview frame) -> a low-detail range
-    between that frame's neighbours (cheap, 4 visual tokens a frame; its darkest frame is within 1/7 of an
-    overview spacing of the centre) -> a high-detail range between *that* frame's neighbours (8 frames, spaced
-    closer than the defect is long, so one always lands on it) -> confirm. The distractor disturbance of a clean
-    video looks the same until the last step. A same-budget uniform model (12 high-detail frames per video) hits a
-    defect only by luck, less often the longer the video.
+    `ghost`: the object is doubled, the frame-interpolation artefact) are visible only on the few frames they
+    last. Every defect is readable from one frame, so a model never has to compare frames to see it.
+(c) Like real videos, there are weak cues that make searching better than blind: a defect always starts where its
+    video's dimming snaps back. The dimming survives low detail, so a searcher goes overview (darkest overview
+    frame k) -> one high-detail range from frame k's timestamp to frame k+1's (8 frames, spaced closer than the
+    defect is long, so one always lands on it) -> verdict. Both range ends are *copied* from frame labels next to
+    the darkest frame (no arithmetic), which is what makes the policy learnable by a small model. The distractor
+    disturbance of a clean video looks the same until the zoom. A same-budget uniform model (12 high-detail
+    frames per video) hits a defect only by luck (~1 in 4).
 Text alignment (TA) errors contradict the prompt globally (the object has another colour than the prompt says),
 so they are visible in any frame: the task does not pretend every dimension needs search.
 
@@ -50,14 +50,9 @@ from pydantic import Field
 
 from agentrm.config import StrictModel
 
-DefectKind = Literal["flicker", "texture", "vanish", "jump"]
-DEFECT_DIM: dict[str, str] = {"flicker": "VQ", "texture": "VQ", "vanish": "MQ", "jump": "MQ"}
-DEFECT_WORDS: dict[str, str] = {
-    "flicker": "the frame flickers with fine noise",
-    "texture": "the object has a glitched checker texture",
-    "vanish": "the object vanishes",
-    "jump": "the object jumps off its path",
-}
+DefectKind = Literal["flicker", "texture", "vanish", "ghost"]
+DEFECT_DIM: dict[str, str] = {"flicker": "VQ", "texture": "VQ", "vanish": "MQ", "ghost": "MQ"}
+DEFECT_WORDS: dict[str, str] = {"flicker": "flicker", "texture": "glitch", "vanish": "vanish", "ghost": "ghost"}
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (195, 60, 60), "green": (60, 180, 70), "blue": (60, 80, 195), "yellow": (190, 180, 60),
 }
@@ -67,7 +62,8 @@ SIZE = 112  # frame side (px): 16 visual tokens at high detail, 4 at low (56x56)
 FPS = 2.0
 OVERVIEW_FRAMES = 8  # the overview grid the disturbance is sized for (EpisodeConfig.overview.frames_per_video)
 CHECKER_AMP = 60  # +-amplitude of the checkerboards; every rendered value stays in [60, 195], nothing clips
-DIM_DEPTH = 0.45  # the disturbance dims the background to 55 % at its centre
+DIM_DEPTH = 0.5  # the disturbance dims the background to 50 % just before it snaps back
+GHOST_DX = 34  # the ghost copy sits this far left/right of the object (no overlap: 2 radii = 26)
 
 
 class DefectSpec(StrictModel):
@@ -89,8 +85,9 @@ class VideoSpec(StrictModel):
     colour: str = Field(description="Rendered colour (a TA error when it differs from the prompt's).")
     motion: Literal["orbit", "sweep"]
     phase: float = Field(description="Start angle of the orbit (radians) / vertical position of the sweep (0-1).")
-    disturbance_center: int = Field(description="Frame where the dimming is deepest.")
-    disturbance_halfwidth: int = Field(description="Frames from the centre to where the dimming ends.")
+    cue_frame: int = Field(description="Frame where the dimming snaps back (deepest on the frame before); a "
+                                       "defect, if any, starts here.")
+    ramp_frames: int = Field(description="Frames over which the dimming deepens before `cue_frame`.")
     defect: DefectSpec | None = None
 
     @property
@@ -102,25 +99,31 @@ def prompt_text(shape: str, colour: str, motion: str) -> str:
     return f"a {colour} {shape} {MOTIONS[motion]} over a grey background"
 
 
-def defect_length(num_frames: int, fps: float) -> int:
-    """Frames a defect lasts: max(1.5 s, duration / 60) — short and local, longer than the confirm step."""
-    return max(3, math.ceil(max(1.5, num_frames / fps / 60) * fps))
+def overview_indices(num_frames: int) -> list[int]:
+    """The overview's frames (`agentrm.episode.uniform_indices`: segment centres), restated so the scene does not
+    import the loop."""
+    return [min(num_frames - 1, int((k + 0.5) * num_frames / OVERVIEW_FRAMES)) for k in range(OVERVIEW_FRAMES)]
+
+
+def defect_length(num_frames: int) -> int:
+    """Frames a defect lasts: one more than the widest gap of an 8-frame range between two neighbouring overview
+    frames, so the zoom always lands on it (~1/50 of the video; at least 3 frames)."""
+    spacing = num_frames / OVERVIEW_FRAMES + 1
+    return max(3, math.ceil(spacing / 7) + 1)
 
 
 def sample_video_spec(rng: np.random.Generator, num_frames: int, shape: str, colour: str, motion: str,
                       defect: DefectKind | None) -> VideoSpec:
-    """A video of the given content; the disturbance centre keeps 1.5 overview spacings from both ends, so the
-    overview frame nearest it has a neighbour on each side."""
-    spacing = num_frames / OVERVIEW_FRAMES
-    center = int(rng.uniform(1.5 * spacing, num_frames - 1.5 * spacing))
-    spec = None
-    if defect is not None:
-        n = defect_length(num_frames, FPS)
-        spec = DefectSpec(kind=defect, start=center - n // 2, end=center - n // 2 + n)
+    """A video of the given content; the cue frame lies after the first overview frame and at or before the last,
+    so the darkest overview frame always has a next one, and the defect ends before the video does."""
+    idx = overview_indices(num_frames)
+    n = defect_length(num_frames)
+    cue = int(rng.integers(idx[0] + 1, idx[-1] + 1))
+    spec = None if defect is None else DefectSpec(kind=defect, start=cue, end=min(num_frames, cue + n))
     return VideoSpec(
         num_frames=num_frames, shape=shape, colour=colour, motion=motion,
         phase=float(rng.uniform(0, 2 * math.pi) if motion == "orbit" else rng.uniform(0.3, 0.7)),
-        disturbance_center=center, disturbance_halfwidth=max(2, round(spacing)), defect=spec,
+        cue_frame=cue, ramp_frames=max(2, round(2 * num_frames / OVERVIEW_FRAMES)), defect=spec,
     )
 
 
@@ -134,24 +137,13 @@ def _position(spec: VideoSpec, i: int) -> tuple[float, float]:
     return 22 + (SIZE - 44) * u, 22 + (SIZE - 44) * spec.phase
 
 
-def expected_position(spec: VideoSpec, i: int) -> tuple[float, float]:
-    """Where frame i shows the object: on its path, or 50 px off it during a jump defect."""
-    x, y = _position(spec, i)
-    if spec.defect is not None and spec.defect.kind == "jump" and spec.defect.start <= i < spec.defect.end:
-        return x + (40 if x < SIZE / 2 else -40), y + (30 if y < SIZE / 2 else -30)
-    return x, y
-
-
-def path_position(spec: VideoSpec, i: int) -> tuple[float, float]:
-    """Where a clean frame i would show the object, frame-relative ([0, 1] coordinates)."""
-    x, y = _position(spec, i)
-    return x / SIZE, y / SIZE
-
-
 def dimming(spec: VideoSpec, i: int) -> float:
-    """Background brightness factor at frame i (1 = normal)."""
-    d = abs(i - spec.disturbance_center) / spec.disturbance_halfwidth
-    return 1.0 - DIM_DEPTH * max(0.0, 1.0 - d)
+    """Background brightness factor at frame i (1 = normal): a linear ramp down to 1 - DIM_DEPTH on the frame
+    before `cue_frame`, normal from `cue_frame` on."""
+    d = spec.cue_frame - i  # 1 on the darkest frame
+    if d < 1 or d > spec.ramp_frames:
+        return 1.0
+    return 1.0 - DIM_DEPTH * (1.0 - (d - 1) / spec.ramp_frames)
 
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE]
@@ -173,8 +165,10 @@ def render_frame(spec: VideoSpec, i: int) -> np.ndarray:
     grey = np.rint(_BACKGROUND * dimming(spec, i)).astype(np.int16)
     frame = np.repeat(grey[:, :, None], 3, axis=2)
     if kind != "vanish":
-        x, y = expected_position(spec, i)
+        x, y = _position(spec, i)
         mask = object_mask(spec.shape, x, y)
+        if kind == "ghost":
+            mask |= object_mask(spec.shape, x + (GHOST_DX if x < SIZE / 2 else -GHOST_DX), y)
         colour = np.array(COLOURS[spec.colour], np.int16)
         frame[mask] = colour
         if kind == "texture":
@@ -214,6 +208,7 @@ class FrameReading:
     hue: str | None  # nearest named colour of the object
     frame_checker: float  # 1-pixel checker energy of the background
     object_checker: float  # 1-pixel checker energy on the object
+    area: float  # fraction of the frame the object covers (~0.05 for one object, twice that for a ghost)
 
 
 def _checker_energy(px: np.ndarray, where: np.ndarray) -> float:
@@ -243,15 +238,18 @@ def read_frame(px: np.ndarray) -> FrameReading:
     return FrameReading(
         brightness=float(np.median(f.mean(axis=2))), centroid=centroid, hue=hue,
         frame_checker=_checker_energy(px, ~dilated), object_checker=_checker_energy(px, eroded),
+        area=float(obj.mean()),
     )
 
 
 CHECKER_THRESHOLD = 20.0  # energy: ~120 on a checker at full detail, < 5 on clean or low-detail frames
 
 
-def check_frame(px: np.ndarray, expected_xy: tuple[float, float] | None = None) -> str | None:
-    """Which defect a frame shows from its pixels: 'flicker', 'texture', 'vanish', 'jump' (needs where the object
-    should be, frame-relative) or None."""
+GHOST_AREA = 0.07  # object area fraction: one object 0.042 (circle) - 0.050 (square), a ghost twice that
+
+
+def check_frame(px: np.ndarray) -> str | None:
+    """Which defect a frame shows from its pixels alone: 'flicker', 'texture', 'vanish', 'ghost' or None."""
     r = read_frame(px)
     if r.frame_checker > CHECKER_THRESHOLD:
         return "flicker"
@@ -259,6 +257,6 @@ def check_frame(px: np.ndarray, expected_xy: tuple[float, float] | None = None) 
         return "vanish"
     if r.object_checker > CHECKER_THRESHOLD:
         return "texture"
-    if expected_xy is not None and math.dist(r.centroid, expected_xy) > 0.25:
-        return "jump"
+    if r.area > GHOST_AREA:
+        return "ghost"
     return None

@@ -6,21 +6,21 @@ turn — the frames in the context (pixels and labels) — and its earlier notes
 the final verdicts (so the cold-start data is always right) and to flag traces whose pixel findings disagree with
 the labels (`TeacherStats.mismatches`; 0 expected — it is the check that the search really finds the evidence).
 
-Agentic search per video (see `agentrm.synth.scenes` for why it works):
-    overview: darkest overview frame k -> select_range(video, t[k-1], t[k+1], 8, detail="low")
-    low range: darkest frame j         -> select_range(video, t[j-1], t[j+1], 8, detail="high")
-    high range: read every frame       -> note "video V: <defect> at T s (DIM)" or "clean", go to the next video
-then answer with a one-line summary (defects found, the object's colour vs the prompt's). Every number the teacher
-writes is copied from a frame label, so a model can learn it as copying, not arithmetic.
+Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
+    turn 1: overview -> darkest overview frame k of video 1 -> select_range(1, t[k], t[k+1], 8, detail="high")
+    turn 2: note what video 1's range shows ("v1: flicker (VQ)." or "v1: clean."), same search for video 2
+    turn 3: note video 2, the object's colour vs the prompt's, then the verdicts
+Every number the teacher writes is copied from a frame label next to the darkest frame, and its sentences are
+short and fixed in form, so most of what a model must learn is the few deciding tokens (two timestamps per
+video, a defect word, a colour, the verdicts).
 
-Uniform policy (the same-budget baseline): one turn; it reports what its 12 high-detail frames per video show and
-answers with the labels — the same recipe, without the search.
+Uniform policy (the same-budget baseline): one turn; it notes what its 12 high-detail frames per video show and
+answers — the same recipe, without the search.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -47,34 +47,27 @@ def _darkest(images: list[ImagePart]) -> int:
     return int(np.argmin(levels))
 
 
-def _range_call(video: int, refs: list[FrameRef], k: int, detail: str) -> str:
-    a, b = refs[max(0, k - 1)].timestamp_s, refs[min(len(refs) - 1, k + 1)].timestamp_s
-    args = f'"video": {video}, "start_s": {fmt(a)}, "end_s": {fmt(b)}, "count": {RANGE_COUNT}, "detail": "{detail}"'
+def _range_call(video: int, refs: list[FrameRef], k: int) -> str:
+    a, b = refs[k].timestamp_s, refs[min(len(refs) - 1, k + 1)].timestamp_s
+    args = f'"video": {video}, "start_s": {fmt(a)}, "end_s": {fmt(b)}, "count": {RANGE_COUNT}, "detail": "high"'
     return '<tool_call>{"name": "select_range", "arguments": {' + args + "}}</tool_call>"
 
 
-def findings(images: list[ImagePart], jumps: bool = True) -> list[tuple[FrameRef, str]]:
-    """(frame, defect kind) for every frame of a high-detail group that shows a defect. A jump is a frame whose
-    object is far from the median position of the group (the object moves slowly, so only within a short range:
-    `jumps=False` for frames spread over the whole video)."""
-    readings = [read_frame(p.pixels) for p in images]
-    cents = [r.centroid for r in readings if r.centroid is not None]
-    median = None
-    if jumps and cents:
-        median = (statistics.median(c[0] for c in cents), statistics.median(c[1] for c in cents))
+def findings(images: list[ImagePart]) -> list[tuple[FrameRef, str]]:
+    """(frame, defect kind) for every frame that shows a defect (each kind is readable from one frame)."""
     out = []
     for p in images:
-        kind = check_frame(p.pixels, median)
+        kind = check_frame(p.pixels)
         if kind is not None:
             out.append((p.ref, kind))
     return out
 
 
-def describe(video: int, found: list[tuple[FrameRef, str]], refs: list[FrameRef]) -> str:
+def describe(video: int, found: list[tuple[FrameRef, str]]) -> str:
     if not found:
-        return f"Video {video} is clean at {fmt(refs[0].timestamp_s)}-{fmt(refs[-1].timestamp_s)} s."
-    ref, kind = found[0]
-    return f"Video {video}: {DEFECT_WORDS[kind]} at {fmt(ref.timestamp_s)} s ({DEFECT_DIM[kind]})."
+        return f"v{video}: clean."
+    kind = found[0][1]
+    return f"v{video}: {DEFECT_WORDS[kind]} ({DEFECT_DIM[kind]})."
 
 
 def _groups(context: Context) -> list[list[ImagePart]]:
@@ -102,22 +95,14 @@ class Teacher:
     def __call__(self, context: Context) -> ScriptTurn:
         if self.policy == "uniform":
             return self._uniform(context)
-        groups = _groups(context)
-        overview = groups[0]
-        t = context.turn  # 1: scan v1, 2: zoom v1, 3: note v1 + scan v2, 4: zoom v2, 5: note v2 + answer
-        video = 1 if t <= 2 else 2
-        if t in (1, 3):
-            ov = [p for p in overview if p.ref.video == video]
+        t = context.turn
+        if t <= 2:
+            video = t
+            ov = [p for p in _groups(context)[0] if p.ref.video == video]
             k = _darkest(ov)
-            note = self._note(context, 1) + " " if t == 3 else ""
-            ts = fmt(ov[k].ref.timestamp_s)
-            think = f"<think>{note}Video {video} dims near {ts} s; scan around it.</think>"
-            return ScriptTurn(think + _range_call(video, [p.ref for p in ov], k, "low"))
-        if t in (2, 4):
-            low = groups[-1]
-            j = _darkest(low)
-            think = f"<think>Darkest at {fmt(low[j].ref.timestamp_s)} s; look closely.</think>"
-            return ScriptTurn(think + _range_call(video, [p.ref for p in low], j, "high"))
+            note = self._note(context, 1) + " " if t == 2 else ""
+            think = f"<think>{note}v{video} dims at {fmt(ov[k].ref.timestamp_s)}s.</think>"
+            return ScriptTurn(think + _range_call(video, [p.ref for p in ov], k))
         return self._answer(context, self._note(context, 1) + " " + self._note(context, 2))
 
     def _note(self, context: Context, video: int) -> str:
@@ -127,11 +112,9 @@ class Teacher:
         latest = groups[-1] if len(groups) > 1 else []
         if latest and latest[0].ref.video == video and latest[0].ref.detail == "high":
             notes[video] = findings(latest)
-            notes[-video] = [(p.ref, "") for p in latest]  # the range, for "clean at A-B s"
-        refs = [r for r, _ in notes.get(-video, [])]
-        if not refs:
-            return f"Video {video} was not checked closely."
-        return describe(video, notes.get(video, []), refs)
+        if video not in notes:
+            return f"v{video}: not checked."
+        return describe(video, notes[video])
 
     def _colours(self, context: Context, item: Item) -> str:
         hues: dict[int, str] = {}
@@ -140,8 +123,8 @@ class Teacher:
             if hue is not None:
                 hues.setdefault(p.ref.video, hue)
         want = next((c for c in ("red", "green", "blue", "yellow") if c in item.prompt.split()), "?")
-        parts = [f"video {v} is {hues.get(v, '?')}" for v in sorted(hues)]
-        return f"The prompt asks for {want}; " + ", ".join(parts) + "."
+        parts = [f"v{v} {hues.get(v, '?')}" for v in sorted(hues)]
+        return f"Prompt {want}; " + ", ".join(parts) + "."
 
     def _answer(self, context: Context, notes: str) -> ScriptTurn:
         item = self.items[context.sample_id]
@@ -172,7 +155,7 @@ class Teacher:
         parts = []
         for v in (1, 2):
             mine = [p for p in images if p.ref.video == v]
-            parts.append(describe(v, findings(mine, jumps=False), [p.ref for p in mine]))
+            parts.append(describe(v, findings(mine)))
         verdicts = {d: item.labels[d] for d in self.cfg.dims if d in item.labels}
         text = (f"<think>{' '.join(parts)} {self._colours(context, item)}</think>"
                 f"<answer>{json.dumps(verdicts)}</answer>{self.cfg.reward_token * self.cfg.num_videos}")
