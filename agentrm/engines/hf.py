@@ -368,7 +368,7 @@ class HFEngine:
     def _generate_rows(
         self, rows: list[dict[str, Any]], samplings: Sequence[SamplingConfig], budgets: Sequence[int]
     ) -> list[Completion]:
-        inputs = self._collate(rows)
+        inputs = self.collate(rows)
         prompt_len = int(inputs["input_ids"].shape[1])
         config = GenerationConfig(
             **_PINNED_GENERATION,
@@ -406,7 +406,7 @@ class HFEngine:
 
     def _score_rows(self, rows: list[dict[str, Any]]) -> list[list[list[float]]]:
         completion_starts = [int(r["completion_start"]) for r in rows]
-        inputs = self._collate(rows)
+        inputs = self.collate(rows)
         ids = inputs["input_ids"]
         lengths = [int(r["input_ids"].shape[1]) for r in rows]
         # left padding: row i's token t sits at column (T - len_i + t); keep reward tokens after the prompt
@@ -479,7 +479,7 @@ class HFEngine:
             )
         return row
 
-    def _collate(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def collate(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Left-pad the per-token tensors; concatenate images in row order (the model consumes them in
         order)."""
         width = max(int(r["input_ids"].shape[1]) for r in rows)

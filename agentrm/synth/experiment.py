@@ -5,18 +5,21 @@ model on long videos? One command, fixed seeds, about an hour on 2 CPU cores:
 
 Stages (the agentic and the uniform arm run side by side, one process and one torch thread each):
 1. data: `agentrm.synth.generate` (train/test splits, 1-5 minute videos) and the teacher's traces per policy;
-2. model: `agentrm.synth.model` — a random-init Qwen2.5-VL (~1.2M parameters) with a task-trained tokenizer;
+2. model: `agentrm.synth.model` — a random-init Qwen2.5-VL (~1.5M parameters) with a task-trained tokenizer;
+   then stage 0, `agentrm.synth.pretrain`: perception pretraining on short examples (point at the darkest
+   overview frame, say what high-detail frames show), a stand-in for a pretrained backbone, shared by both arms;
 3. cold start: `agentrm.train.cold_start` on the teacher traces (full fine-tuning, vision included: there is no
    pretrained anything to protect), one trajectory row per trace;
 4. rejection sampling: K sampled episodes per training item with the cold-start model, kept when every verdict
    is right (`agentrm.train.rejection_sampling.filter_samples`);
-5. RS-SFT: the cold-start recipe again, from the cold-start checkpoint, on the kept traces (+ the teacher traces,
-   so a small kept set does not make the model forget the search);
+5. RS-SFT: the cold-start recipe again (lower learning rate), from the cold-start checkpoint, on the kept traces
+   plus a few hundred teacher traces (so a small kept set does not make the model forget the search);
 6. eval: every model (untrained, cold start, RS-SFT, for both arms) and the teacher judge the held-out test split
    through the real loop; `agentrm.eval` computes accuracies with CIs, by video length; `report.md` here adds
    the stage table and the goal line.
 The uniform arm is the same model, data, recipe and visual-token budget, with `policy="uniform"`: 12
-high-detail frames per video in one turn instead of overview + search.
+high-detail frames per video in one turn instead of overview + search. Generation stops after the answer's last
+`<Reward>` token (HFEngine's `stop_after_rewards`, as in `agentrm score`).
 
 What it simplifies: no GRPO stage (verl needs a GPU at useful sizes), tiny model and data, greedy decoding for
 evaluation; the eval's tie threshold for head margins is tuned on the test pairs themselves (Ties Matter,
@@ -45,22 +48,25 @@ log = logging.getLogger(__name__)
 class Plan:
     """Sizes and budgets; `quick` is a smoke run of the same code, not a result."""
 
-    train: int = 160
-    test: int = 60
+    train: int = 1500
+    test: int = 80
+    pretrain_steps: int = 1500  # stage 0 (agentrm.synth.pretrain), batches of 16 short examples
     min_s: float = 60.0
     max_s: float = 300.0
-    cold_epochs: float = 10.0
-    rs_items: int = 60
+    cold_epochs: float = 3.0
+    rs_items: int = 120
     rs_k: int = 2
-    rs_temperature: float = 0.3
+    rs_temperature: float = 0.5
     sft_epochs: float = 1.0
-    lr: float = 1e-3
+    sft_teacher: int = 240  # teacher traces mixed into RS-SFT (so a small kept set does not undo the search)
+    lr: float = 5e-4
+    sft_lr: float = 3e-4
     concurrency: int = 8
     untrained_items: int = 20  # a random model writes max_new_tokens of noise every turn: a few items show it
 
 
-QUICK = Plan(train=6, test=4, min_s=60.0, max_s=130.0, cold_epochs=1.0, rs_items=3, rs_k=2, sft_epochs=1.0,
-             untrained_items=2)
+QUICK = Plan(train=6, test=4, pretrain_steps=2, min_s=60.0, max_s=130.0, cold_epochs=1.0, rs_items=3, rs_k=2,
+             sft_epochs=1.0, sft_teacher=4, untrained_items=2)
 
 
 def _train_overrides(model: str, traces: list[str], prompts: str, out: str, epochs: float, lr: float,
@@ -97,36 +103,6 @@ def train_stage(overrides: list[str]) -> str:
     return str(main(load_config(TrainConfig, None, overrides)))
 
 
-class StopAtAnswer:
-    """Cuts a completion right after the answer's last reward token (one per video), like a stop string: a small
-    model that has not learnt to count its `<Reward>` tokens keeps writing them until max_new_tokens, and the
-    parser then rejects the turn. HFEngine has no stop strings (the proper fix: stop generation there)."""
-
-    def __init__(self, engine: Any, reward_token: str, num_videos: int) -> None:
-        self.engine, self.reward_token, self.n = engine, reward_token, num_videos
-        self.name, self.model_id, self.factor = engine.name, engine.model_id, engine.factor
-        self.normalization = getattr(engine, "normalization", None)
-
-    async def generate(self, context: Any, sampling: Any, max_new_tokens: int) -> Any:
-        from agentrm.engines.base import Completion
-
-        c = await self.engine.generate(context, sampling, max_new_tokens)
-        end = c.text.find("</answer>")
-        if end < 0 or c.text.count(self.reward_token, end) <= self.n:
-            return c
-        cut = end
-        for _ in range(self.n):
-            cut = c.text.index(self.reward_token, cut) + len(self.reward_token)
-        return Completion(text=c.text[:cut], prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                          finish_reason="stop")
-
-    async def score(self, context: Any, completion: str) -> Any:
-        return await self.engine.score(context, completion)
-
-    def count_tokens(self, context: Any) -> int:
-        return int(self.engine.count_tokens(context))
-
-
 async def _episodes(model: str, items: list[Item], out: Path, policy: str, prompts: str, temperature: float,
                     concurrency: int, seed: int) -> None:
     from agentrm.config import EngineConfig, SamplingConfig
@@ -145,7 +121,6 @@ async def _episodes(model: str, items: list[Item], out: Path, policy: str, promp
                                                     max_batch_size=concurrency), cfg.episode)
     if temperature > 0:
         engine = SeededEngine(engine)
-    engine = StopAtAnswer(engine, cfg.episode.reward_token, cfg.episode.num_videos)
     sampling = SamplingConfig(temperature=temperature, seed=seed)
     pool, p = VideoPool(cfg.episode.video), Prompts(prompts)
     sem = asyncio.Semaphore(concurrency)
@@ -197,6 +172,45 @@ def rs_stage(model: str, items_file: str, out_dir: str, policy: str, prompts: st
     return str(out / KEPT)
 
 
+def teacher_stage(data: str, policy: str) -> tuple[dict[str, str], int]:
+    """The teacher's traces of one policy for the train and test splits (in a worker process); returns the files
+    and the number of traces whose pixel findings contradict the labels."""
+    from agentrm.synth.generate import write_teacher_traces
+
+    files, bad = {}, 0
+    for split in ("train", "test"):
+        path, mismatched = asyncio.run(write_teacher_traces(data, split, policy))
+        files[split], bad = str(path), bad + len(mismatched)
+    return files, bad
+
+
+def stage0(base: str, out: str, steps: int, seed: int, probe_n: int) -> dict[str, float]:
+    """Perception pretraining (in a worker process, both cores: nothing else runs then); returns the stage-0
+    model's probe scores, also written to `out`/probe.json."""
+    import torch
+
+    torch.set_num_threads(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agentrm.synth.pretrain import pretrain, probe
+
+    path = Path(out) / "probe.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text()))
+    pretrain(base, out, steps=steps, seed=seed)
+    scores = probe(out, n=probe_n)
+    path.write_text(json.dumps(scores))
+    return scores
+
+
+def _head(src: str, dst: Path, n: int) -> str:
+    """The first `n` lines of a traces file (the teacher traces mixed into RS-SFT)."""
+    with open(src, encoding="utf-8") as f:
+        lines = [line for _, line in zip(range(n), f, strict=False)]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text("".join(lines), encoding="utf-8")
+    return str(dst)
+
+
 def _pair(fn: Any, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, Any]:
     """fn(*a) and fn(*b) in two worker processes at once (one per core)."""
     import multiprocessing as mp
@@ -222,7 +236,7 @@ def ship_model(checkpoint: str | Path, prompts: str | Path) -> Path:
 
 def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed: int = 0,
                    ship: bool = False, **sizes: Any) -> int:
-    from agentrm.synth.generate import generate, write_teacher_traces
+    from agentrm.synth.generate import generate
     from agentrm.synth.model import build_model, task_texts
     from agentrm.synth.report import write_experiment_report
 
@@ -238,13 +252,8 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     # 1. data + teacher traces
     generate(data, {"train": plan.train, "dev": 0, "test": plan.test}, seed=seed, min_s=plan.min_s,
              max_s=plan.max_s, workers=2)
-    teacher: dict[str, dict[str, str]] = {"agentic": {}, "uniform": {}}
-    mismatches = 0
-    for split in ("train", "test"):
-        for policy in ("agentic", "uniform"):
-            path, bad = asyncio.run(write_teacher_traces(data, split, policy))
-            teacher[policy][split] = str(path)
-            mismatches += len(bad) if policy == "agentic" else 0
+    (ta, mismatches), (tu, _) = _pair(teacher_stage, (str(data), "agentic"), (str(data), "uniform"))
+    teacher: dict[str, dict[str, str]] = {"agentic": ta, "uniform": tu}
     timings["data"] = time.perf_counter() - t0
     prompts = str(data / "prompts")
 
@@ -253,15 +262,27 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     if not (base / "config.json").exists():
         build_model(base, task_texts([teacher["agentic"]["train"], teacher["uniform"]["train"]], prompts), seed=seed)
 
+    # 2b. stage 0: perception pretraining, shared by both arms (see agentrm.synth.pretrain for why)
+    t = time.perf_counter()
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        probe0 = ex.submit(stage0, str(base), str(work / "base_stage0"), plan.pretrain_steps, seed,
+                           4 if quick else 40).result()
+    start = str(work / "base_stage0")
+    log.info("stage 0 probe (share exactly right): %s", probe0)
+    timings["stage0"] = time.perf_counter() - t
+
     # 3. cold start, both arms at once
     t = time.perf_counter()
     ckpt: dict[str, dict[str, str]] = {"agentic": {}, "uniform": {}}
 
-    def args(policy: str, traces: list[str], model: str, name: str, epochs: float) -> tuple[list[str]]:
-        return (_train_overrides(model, traces, prompts, str(work / policy / name), epochs, plan.lr, seed),)
+    def args(policy: str, traces: list[str], model: str, name: str, epochs: float,
+             lr: float = plan.lr) -> tuple[list[str]]:
+        return (_train_overrides(model, traces, prompts, str(work / policy / name), epochs, lr, seed),)
 
-    ca, cu = _pair(train_stage, args("agentic", [teacher["agentic"]["train"]], str(base), "cold", plan.cold_epochs),
-                   args("uniform", [teacher["uniform"]["train"]], str(base), "cold", plan.cold_epochs))
+    ca, cu = _pair(train_stage, args("agentic", [teacher["agentic"]["train"]], start, "cold", plan.cold_epochs),
+                   args("uniform", [teacher["uniform"]["train"]], start, "cold", plan.cold_epochs))
     ckpt["agentic"]["cold"], ckpt["uniform"]["cold"] = ca, cu
     timings["cold_start"] = time.perf_counter() - t
 
@@ -274,8 +295,11 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
 
     # 5. RS-SFT from the cold-start checkpoints
     t = time.perf_counter()
-    sa, su = _pair(train_stage, args("agentic", [ka, teacher["agentic"]["train"]], ca, "rs_sft", plan.sft_epochs),
-                   args("uniform", [ku, teacher["uniform"]["train"]], cu, "rs_sft", plan.sft_epochs))
+    mix = {p: _head(teacher[p]["train"], work / p / "rs" / "teacher_mix.jsonl", plan.sft_teacher)
+           for p in ("agentic", "uniform")}
+    sa, su = _pair(train_stage,
+                   args("agentic", [ka, mix["agentic"]], ca, "rs_sft", plan.sft_epochs, plan.sft_lr),
+                   args("uniform", [ku, mix["uniform"]], cu, "rs_sft", plan.sft_epochs, plan.sft_lr))
     ckpt["agentic"]["rs_sft"], ckpt["uniform"]["rs_sft"] = sa, su
     timings["rs_sft"] = time.perf_counter() - t
 
@@ -299,7 +323,8 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
 
     order = ["uniform_rs_sft", "uniform_untrained", "uniform_cold_start", "untrained", "cold_start", "rs_sft",
              "teacher_uniform", "teacher"]
-    write_experiment_report(out, [ev / f"{n}.jsonl" for n in order], work, timings, plan, quick, mismatches)
+    write_experiment_report(out, [ev / f"{n}.jsonl" for n in order], work, timings, plan, quick, mismatches,
+                            probe0)
     if ship and not quick:
         ship_model(sa, prompts)
     return 0

@@ -100,7 +100,7 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> Path | None:
 
 
 def write_experiment_report(out: Path, run_files: list[Path], work: Path, timings: dict[str, float], plan: Any,
-                            quick: bool, mismatches: int) -> Path:
+                            quick: bool, mismatches: int, stage0: dict[str, float] | None = None) -> Path:
     from agentrm.eval.report import evaluate, write_report
     from agentrm.eval.schema import EvalSettings
 
@@ -126,12 +126,15 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
     lines += ["Reproduce: `agentrm synth experiment --out docs/learning_proof --work runs/learning_proof` "
               f"(plan: {json.dumps(asdict(plan))}).", "",
               "Task (design and why: `agentrm/synth/scenes.py`): 1-5 minute 112x112 videos at 2 fps of a coloured "
-              "shape moving as the prompt says; VQ/MQ defects last max(1.5 s, duration/60) and are mean-preserving "
-              "checkerboards (invisible at the overview's 56x56) or a vanished/displaced object; every video dims "
-              "once (the weak cue) and a defect always sits at the darkest point. Agentic: 8 low-detail overview "
-              "frames per video, then tool calls (the teacher: low-detail range around the darkest overview frame, "
-              "high-detail range around the darkest frame of that). Uniform: 12 high-detail frames per video, one "
+              "shape moving as the prompt says; VQ/MQ defects last ~1/50 of the video and are mean-preserving "
+              "checkerboards (invisible at the overview's 56x56), a vanished object or a doubled (ghost) object; "
+              "every video dims slowly once and snaps back (the weak cue), and a defect always starts at the snap. "
+              "Agentic: 8 low-detail overview frames per video, then one high-detail range per video (the "
+              "teacher: from the darkest overview frame to the next). Uniform: 12 high-detail frames per video, one "
               "turn — the same 384-token visual budget. Same base model, data, recipe and seeds for both arms.", ""]
+    if stage0:
+        lines += ["Stage 0 (perception pretraining, shared by both arms; greedy on fresh examples, share exactly "
+                  "right): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in stage0.items()) + ".", ""]
     if (out / "NOTES.md").exists():
         lines += ["Interpretation, and what would close the gap: [NOTES.md](NOTES.md).", ""]
     goal = []
@@ -165,5 +168,6 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
             lines += ["", f"Rejection sampling ({p}): `{json.dumps(keep)}`"]
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"runs": rows, "timings": timings}, indent=1, default=str))
+    (out / "summary.json").write_text(json.dumps({"runs": rows, "timings": timings, "stage0": stage0}, indent=1,
+                                                 default=str))
     return path

@@ -1,0 +1,185 @@
+"""Stage 0 of the learning proof: perception pretraining — a stand-in for the pretrained VLM backbone.
+
+Why: the method assumes a pretrained Qwen-VL that can already point at "the darkest frame", read its label and
+say what a frame shows. A random-init model has none of that, and the first experiments showed it does not pick
+it up from a few thousand multi-turn trajectories (one ~1,000-token sequence per step, a handful of deciding
+tokens each): after 1,500 cold-start steps it got 0 of 40 darkest-frame timestamps right. Here it learns these
+perception skills from many short, cheap examples instead — thousands per minute, rendered straight from
+`agentrm.synth.scenes` (no video files) — before the cold start. **Both arms start from the same stage-0 model**,
+so it helps the uniform baseline as much as the agentic one; it teaches no search policy and no verdicts.
+
+Two kinds of examples, in the episode's own layout (frame labels, detail levels, sentence forms):
+- pointing: the 8 low-detail overview frames of two videos -> "v2 dims at 40.0s; next 52.5s." (the darkest
+  overview frame of the asked video and the one after it);
+- reading: 4 labelled high-detail frames of one video (a defect frame among them 60 % of the time when the video
+  has one) -> "v1: flicker (VQ). v1 red." or "v1: clean. v1 red."
+
+Encoding and batching go through `HFEngine.encode` / `collate` (the same code that serves the model), the loss
+is on the answer tokens only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentrm.engines.base import Context, ImagePart, Message, TextPart
+from agentrm.synth.scenes import (
+    COLOURS,
+    DEFECT_DIM,
+    DEFECT_WORDS,
+    FPS,
+    MOTIONS,
+    SHAPES,
+    SIZE,
+    DefectKind,
+    VideoSpec,
+    overview_indices,
+    render_frame,
+    sample_video_spec,
+)
+from agentrm.trace import FrameRef
+from agentrm.video.resize import resize_rgb, visual_tokens
+
+log = logging.getLogger(__name__)
+
+LOW = 56  # the overview's detail (experiment_config: 56x56 low, 112x112 high)
+DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
+
+
+def _fmt(t: float) -> str:
+    return f"{t:.1f}"
+
+
+def _spec(rng: np.random.Generator, defect_p: float = 0.5) -> VideoSpec:
+    n = int(rng.uniform(60, 300) * FPS)
+    defect = DEFECTS[int(rng.integers(len(DEFECTS)))] if rng.uniform() < defect_p else None
+    return sample_video_spec(rng, n, SHAPES[int(rng.integers(2))], list(COLOURS)[int(rng.integers(4))],
+                             list(MOTIONS)[int(rng.integers(2))], defect)
+
+
+def _frame(spec: VideoSpec, video: int, i: int, size: int) -> list[Any]:
+    """Label + image parts of frame i, exactly as the compact prompts show a frame."""
+    px = render_frame(spec, i)
+    if size != SIZE:
+        px = resize_rgb(px, (size, size))
+    ref = FrameRef(video=video, index=i, timestamp_s=i / spec.fps, detail="low" if size == LOW else "high",
+                   width=size, height=size, tokens=visual_tokens(size, size))
+    return [TextPart(f"[v{video} {_fmt(i / spec.fps)}s]"), ImagePart(ref=ref, pixels=px)]
+
+
+def pointing_example(rng: np.random.Generator) -> tuple[Context, str]:
+    specs = [_spec(rng), _spec(rng)]
+    parts: list[Any] = [TextPart("Overview:")]
+    for v, spec in enumerate(specs, 1):
+        for i in overview_indices(spec.num_frames):
+            parts += _frame(spec, v, i, LOW)
+    v = int(rng.integers(1, 3))
+    spec = specs[v - 1]
+    idx = overview_indices(spec.num_frames)
+    k = next(j for j in range(len(idx) - 1) if idx[j] < spec.cue_frame <= idx[j + 1])
+    parts.append(TextPart(f"Darkest of v{v}?"))
+    answer = f"v{v} dims at {_fmt(idx[k] / spec.fps)}s; next {_fmt(idx[k + 1] / spec.fps)}s."
+    return Context([Message("user", parts)]), answer
+
+
+def reading_example(rng: np.random.Generator) -> tuple[Context, str]:
+    spec = _spec(rng, defect_p=0.6)
+    v = int(rng.integers(1, 3))
+    frames = sorted(int(i) for i in rng.choice(spec.num_frames, size=4, replace=False))
+    d = spec.defect
+    if d is not None and rng.uniform() < 0.6:
+        frames[int(rng.integers(4))] = int(rng.integers(d.start, d.end))
+        frames = sorted(set(frames))
+    shown = d is not None and any(d.start <= i < d.end for i in frames)
+    parts: list[Any] = [TextPart("Frames:")]
+    for i in frames:
+        parts += _frame(spec, v, i, SIZE)
+    parts.append(TextPart(f"Check v{v}?"))
+    note = f"v{v}: {DEFECT_WORDS[d.kind]} ({DEFECT_DIM[d.kind]})." if shown and d else f"v{v}: clean."
+    return Context([Message("user", parts)]), f"{note} v{v} {spec.colour}."
+
+
+def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
+    """Left-padded batch with labels on the answer tokens only (-100 elsewhere)."""
+    import torch
+
+    rows = [engine.encode(ctx, answer) for ctx, answer in examples]
+    width = max(int(r["input_ids"].shape[1]) for r in rows)
+    labels = []
+    for r in rows:
+        lab = r["input_ids"].clone()
+        lab[:, : r["completion_start"]] = -100
+        labels.append(torch.cat([torch.full((1, width - lab.shape[1]), -100, dtype=lab.dtype), lab], dim=1))
+    batch = engine.collate(rows)
+    batch["labels"] = torch.cat(labels, dim=0)
+    return batch
+
+
+def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: int = 16, lr: float = 1e-3,
+             seed: int = 0) -> Path:
+    """Train `base` (a model dir) on stage-0 examples; write the result to `out` (same layout). Returns `out`.
+    Skipped when `out` already holds a model (the experiment resumes)."""
+    import torch
+
+    from agentrm.checkpoint import load
+    from agentrm.engines.hf import HFEngine
+
+    out = Path(out)
+    if (out / "config.json").is_file():
+        return out
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 99])
+    rm = load(str(base), dtype="float32", device="cpu")
+    engine = HFEngine(rm)
+    model = rm.model
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 30)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    t0, recent = time.perf_counter(), []
+    for step in range(steps):
+        half = batch_size // 2
+        examples = [pointing_example(rng) for _ in range(half)] + [reading_example(rng) for _ in range(half)]
+        loss = model(**_batch(engine, examples)).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        recent.append(loss.item())
+        if (step + 1) % 50 == 0:
+            log.info("stage 0 step %d/%d loss %.3f (%.0f s)", step + 1, steps, float(np.mean(recent)),
+                     time.perf_counter() - t0)
+            recent = []
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    rm.processor.save_pretrained(out)
+    return out
+
+
+def probe(model_dir: str | Path, n: int = 40, seed: int = 1) -> dict[str, float]:
+    """Greedy answers of a model on fresh stage-0 examples: share exactly right per kind (what the report shows
+    for the stage-0 model, and what a test checks can move)."""
+    import asyncio
+
+    from agentrm.checkpoint import load
+    from agentrm.config import SamplingConfig
+    from agentrm.engines.hf import HFEngine
+
+    rng = np.random.default_rng([seed, 7])
+    engine = HFEngine(load(str(model_dir), dtype="float32", device="cpu"))
+    scores = {}
+    for kind, make in (("pointing", pointing_example), ("reading", reading_example)):
+        examples = [make(rng) for _ in range(n)]
+        outs = engine.generate_batch([(ctx, SamplingConfig(), 24) for ctx, _ in examples])
+        scores[kind] = float(np.mean([o.text.strip() == a for o, (_, a) in zip(outs, examples, strict=True)]))
+    asyncio.run(engine.aclose())
+    return scores
