@@ -1,10 +1,12 @@
 """`agentrm demo`: make a few synthetic videos, score them with the embedded default model, write traces.
 
-The videos are simple scenes (a coloured ball moving over a gradient) where one video of each pair has a short,
-local defect (a few frames where the ball jumps and flickers) — the kind of evidence the agentic loop is built to
-find. Until a trained small model ships with agentrm, the embedded default is a tiny *untrained* Qwen2.5-VL built
-offline: the demo then shows the machinery (overview, turns, format errors fed back, limits, traces, viewer) rather
-than good judgments, and says so.
+When the learning proof's model is packaged (`agentrm synth experiment --ship` writes `agentrm/synth/default_model`),
+the demo scores two long pairs of that task (`make_synth_demo_items`) with it, with the settings and prompts it
+was trained with: the traces show the search (overview -> darkest frame -> one high-detail range per video) finding
+a short defect. Without it (a source checkout where the model was not built), the default is a tiny *untrained*
+Qwen2.5-VL built offline and simple scenes (a ball that jumps and flickers for a few frames): the demo then shows
+the machinery (overview, turns, format errors fed back, limits, traces, viewer) rather than good judgments, and
+says so.
 """
 
 from __future__ import annotations

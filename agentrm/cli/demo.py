@@ -21,20 +21,25 @@ def run(args: argparse.Namespace) -> int:
 
     from agentrm.cli.progress import console, score_with_progress
     from agentrm.config import EngineConfig, ScoreConfig
-    from agentrm.demo import default_model_dir, make_demo_items
+    from agentrm.demo import default_model_dir, make_demo_items, make_synth_demo_items, synth_demo_setup
     from agentrm.engines import make_engine
 
     out = Path(args.out)
-    items = make_demo_items(out / "videos")
     trained = True
     if args.model:
         model = args.model
     else:
         model_dir, trained = default_model_dir()
         model = str(model_dir)
-    cfg = ScoreConfig(engine=EngineConfig(model=model, device="cpu"))
-    cfg.episode.limits.max_new_tokens = 96
-    cfg.episode.limits.max_turns = 4
+    if trained and not args.model:  # the packaged learning-proof model: its own task, settings and prompts
+        items = make_synth_demo_items(out / "videos")
+        cfg, prompt_dir = synth_demo_setup(model_dir)
+        cfg.episode.prompt_dir = str(prompt_dir)
+    else:
+        items = make_demo_items(out / "videos")
+        cfg = ScoreConfig(engine=EngineConfig(model=model, device="cpu"))
+        cfg.episode.limits.max_new_tokens = 96
+        cfg.episode.limits.max_turns = 4
     engine = make_engine(cfg.engine, cfg.episode)
     traces = out / "traces.jsonl"
     summary = asyncio.run(score_with_progress(items, engine, cfg, traces, progress=not args.no_progress))
