@@ -130,3 +130,28 @@ def test_stage0_trains_and_saves_a_loadable_model(data: Path, tmp_path: Path) ->
     assert any("visual" in k for k in changed) and any(k.startswith("model.layers.") for k in changed)
     scores = probe(out, n=2)
     assert set(scores) == {"pointing", "reading"} and all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+def test_demo_uses_the_packaged_synth_model(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a learning-proof model packaged (here: an untrained one in its layout), `agentrm demo` scores the
+    synth task's long pairs with the experiment's episode settings and the model's own prompts."""
+    import agentrm.demo
+    from agentrm.checkpoint import load, save_checkpoint
+    from agentrm.cli import main
+    from agentrm.synth.experiment import ship_model
+    from agentrm.synth.generate import experiment_config
+    from agentrm.synth.model import build_model, task_texts
+    from agentrm.trace import read_traces
+
+    base = build_model(tmp_path / "m", task_texts([data / "teacher" / "train.jsonl"], data / "prompts"))
+    rm = load(str(base), dtype="float32", device="cpu", episode=experiment_config().episode)
+    ckpt = save_checkpoint(tmp_path / "ckpt", rm.model, rm.processor, rm.head, rm.settings)
+    monkeypatch.setattr(agentrm.demo, "SYNTH_MODEL", tmp_path / "pkg" / "default_model")
+    shipped = ship_model(ckpt, data / "prompts")
+    assert (shipped / "agentrm.json").is_file() and (shipped / "prompts" / "system.j2").is_file()
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    traces = read_traces(tmp_path / "demo" / "traces.jsonl")
+    assert sorted(t.id for t in traces) == ["demo-synth0", "demo-synth1"]
+    for t in traces:
+        assert t.config["overview"]["frames_per_video"] == 8 and t.config["limits"]["max_turns"] == 4
+        assert all(v.duration_s >= 150 for v in t.videos)
