@@ -20,8 +20,15 @@ TEXT = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "n
 VISION = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4}
 
 
-def build_tokenizer(texts: Iterable[str], reward_token: str = "<Reward>") -> Any:
-    """A Qwen2Tokenizer (Qwen-VL specials + chat template) whose BPE is trained on `texts`."""
+def timestamp_tokens(max_s: float = 300.0, fps: float = 2.0) -> list[str]:
+    """Every frame timestamp of a task video as the labels print it ("0.0", "0.5", ... "300.0")."""
+    return [f"{k / fps:.1f}" for k in range(int(max_s * fps) + 1)]
+
+
+def build_tokenizer(texts: Iterable[str], reward_token: str = "<Reward>", atomic: Iterable[str] = ()) -> Any:
+    """A Qwen2Tokenizer (Qwen-VL specials + chat template) whose BPE is trained on `texts`. `atomic` strings become
+    single (non-special) tokens, matched before the BPE (longest first): with the timestamps, copying a label's
+    time is copying one token instead of 3-5 digit tokens in order (Qwen's pre-tokenizer splits digits)."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -44,10 +51,13 @@ def build_tokenizer(texts: Iterable[str], reward_token: str = "<Reward>") -> Any
     }
     tokenizer = Qwen2Tokenizer(**kwargs)
     tokenizer.chat_template = _QWEN2_5_VL_TEMPLATE
+    if atomic:
+        tokenizer.add_tokens(list(atomic))
     return tokenizer
 
 
-def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0) -> Path:
+def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0, atomic_timestamps: bool = False,
+                tie_embeddings: bool = False) -> Path:
     """Write the random-init model dir (model, tokenizer, processor) that `agentrm train` starts from."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2_5_VLConfig
@@ -57,7 +67,7 @@ def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0) -> Pat
     from agentrm.testing.tiny import SPECIAL_TOKENS
 
     register_image_only_processors()
-    tokenizer = build_tokenizer(texts)
+    tokenizer = build_tokenizer(texts, atomic=timestamp_tokens() if atomic_timestamps else ())
     ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
     text: dict[str, Any] = {
@@ -65,6 +75,7 @@ def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0) -> Pat
         # head_dim 32 -> 16 rotary frequencies split over (temporal, height, width)
         "rope_parameters": {"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0},
         "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": tie_embeddings,  # tied: copying a token is reading its own embedding back
     }
     assert sum(text["rope_parameters"]["mrope_section"]) == head_dim // 2
     vision = {**VISION, "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": TEXT["hidden_size"],
@@ -72,7 +83,7 @@ def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0) -> Pat
     config = Qwen2_5_VLConfig(
         text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=tie_embeddings,
     )
     image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=28 * 28 * 256, patch_size=14,
                                                merge_size=2, temporal_patch_size=2)

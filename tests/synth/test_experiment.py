@@ -34,6 +34,11 @@ def test_task_model_loads_and_tokenizes_the_task_compactly(data: Path, tmp_path:
     assert len(tok(turn)["input_ids"]) < len(turn) / 2  # the task's words are single tokens
     assert sum(p.numel() for p in model.parameters()) < 2_500_000  # ships under ~10 MB in float32
     assert model.generation_config.suppress_tokens  # never writes vision placeholders
+    atomic = build_model(tmp_path / "a", texts, atomic_timestamps=True, tie_embeddings=True)
+    model, processor = load_model_and_processor(str(atomic), "float32", "cpu", "sdpa")
+    pieces = [processor.tokenizer.decode([i]) for i in processor.tokenizer("[v2 112.5s] 0.5")["input_ids"]]
+    assert pieces == ["[", "v", "2", " ", "112.5", "s", "]", " ", "0.5"]  # one token per timestamp
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
 def test_untrained_model_runs_through_the_loop(data: Path, tmp_path: Path) -> None:
@@ -91,7 +96,7 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
     import numpy as np
 
     from agentrm.engines.base import ImagePart
-    from agentrm.synth.pretrain import pointing_example, reading_example
+    from agentrm.synth.pretrain import marking_example, pointing_example, reading_example
     from agentrm.synth.scenes import DEFECT_WORDS, check_frame, read_frame
 
     rng = np.random.default_rng(4)
@@ -103,6 +108,12 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
         assert len(ctx.images) == 16 and all(p.pixels.shape == (56, 56, 3) for p in mine)
         k = int(np.argmin([read_frame(p.pixels).brightness for p in mine]))
         assert (f"{mine[k].ref.timestamp_s:.1f}", f"{mine[k + 1].ref.timestamp_s:.1f}") == (m[2], m[3])
+    for _ in range(4):  # marking: the same answer, the darkness written as text after each label
+        ctx, answer = marking_example(rng)
+        v = answer[1]
+        text = ctx.messages[0].text
+        marked = re.search(rf"\[v{v} ([\d.]+)s\] dark\[v{v} ([\d.]+)s\]", text)
+        assert marked and answer == f"v{v} dims at {marked[1]}s; next {marked[2]}s.", (text, answer)
     kinds = set()
     for _ in range(12):
         ctx, answer = reading_example(rng)
