@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -56,11 +57,14 @@ def _fmt(t: float) -> str:
     return f"{t:.1f}"
 
 
-def _spec(rng: np.random.Generator, defect_p: float = 0.5) -> VideoSpec:
+Cue = Literal["dim", "tint"]
+
+
+def _spec(rng: np.random.Generator, defect_p: float = 0.5, cue: Cue = "dim") -> VideoSpec:
     n = int(rng.uniform(60, 300) * FPS)
     defect = DEFECTS[int(rng.integers(len(DEFECTS)))] if rng.uniform() < defect_p else None
     return sample_video_spec(rng, n, SHAPES[int(rng.integers(2))], list(COLOURS)[int(rng.integers(4))],
-                             list(MOTIONS)[int(rng.integers(2))], defect)
+                             list(MOTIONS)[int(rng.integers(2))], defect, cue)
 
 
 def _frame(spec: VideoSpec, video: int, i: int, size: int) -> list[Any]:
@@ -73,8 +77,8 @@ def _frame(spec: VideoSpec, video: int, i: int, size: int) -> list[Any]:
     return [TextPart(f"[v{video} {_fmt(i / spec.fps)}s]"), ImagePart(ref=ref, pixels=px)]
 
 
-def pointing_example(rng: np.random.Generator) -> tuple[Context, str]:
-    specs = [_spec(rng), _spec(rng)]
+def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
     parts: list[Any] = [TextPart("Overview:")]
     for v, spec in enumerate(specs, 1):
         for i in overview_indices(spec.num_frames):
@@ -88,12 +92,12 @@ def pointing_example(rng: np.random.Generator) -> tuple[Context, str]:
     return Context([Message("user", parts)]), answer
 
 
-def marking_example(rng: np.random.Generator) -> tuple[Context, str]:
+def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
     """The pointing task with the darkness written as text (`dark`/`lit` after each label) instead of shown: the
     copy half of pointing alone (find the marked label, copy its digits and the next label's), which a random-init
     model must learn as an induction-style skill before it can combine it with seeing."""
     parts: list[Any] = [TextPart("Overview:")]
-    specs = [_spec(rng), _spec(rng)]
+    specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
     answers = []
     for v, spec in enumerate(specs, 1):
         idx = overview_indices(spec.num_frames)
@@ -106,8 +110,8 @@ def marking_example(rng: np.random.Generator) -> tuple[Context, str]:
     return Context([Message("user", parts)]), answers[v - 1]
 
 
-def reading_example(rng: np.random.Generator) -> tuple[Context, str]:
-    spec = _spec(rng, defect_p=0.6)
+def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    spec = _spec(rng, defect_p=0.6, cue=cue)
     v = int(rng.integers(1, 3))
     frames = sorted(int(i) for i in rng.choice(spec.num_frames, size=4, replace=False))
     d = spec.defect
@@ -139,11 +143,14 @@ def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
     return batch
 
 
-KINDS = {"pointing": pointing_example, "reading": reading_example, "marking": marking_example}
+KINDS: dict[str, Callable[[np.random.Generator, Cue], tuple[Context, str]]] = {
+    "pointing": pointing_example, "reading": reading_example, "marking": marking_example,
+}
 
 
 def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: int = 16, lr: float = 1e-3,
-             seed: int = 0, kinds: tuple[str, ...] = ("pointing", "reading")) -> Path:
+             seed: int = 0, kinds: tuple[str, ...] = ("pointing", "reading"),
+             cue: Cue = "dim") -> Path:
     """Train `base` (a model dir) on stage-0 examples (`kinds` share each batch equally); write the result to
     `out` (same layout). Returns `out`. Skipped when `out` already holds a model (the experiment resumes)."""
     import torch
@@ -166,7 +173,7 @@ def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: i
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     t0, recent = time.perf_counter(), []
     for step in range(steps):
-        examples = [KINDS[kinds[j % len(kinds)]](rng) for j in range(batch_size)]
+        examples = [KINDS[kinds[j % len(kinds)]](rng, cue) for j in range(batch_size)]
         loss = model(**_batch(engine, examples)).loss
         opt.zero_grad()
         loss.backward()
@@ -186,7 +193,7 @@ def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: i
 
 
 def probe(model_dir: str | Path, n: int = 40, seed: int = 1,
-          kinds: tuple[str, ...] = ("pointing", "reading")) -> dict[str, float]:
+          kinds: tuple[str, ...] = ("pointing", "reading"), cue: Cue = "dim") -> dict[str, float]:
     """Greedy answers of a model on fresh stage-0 examples: share exactly right per kind (what the report shows
     for the stage-0 model, and what a test checks can move)."""
     import asyncio
@@ -199,7 +206,7 @@ def probe(model_dir: str | Path, n: int = 40, seed: int = 1,
     engine = HFEngine(load(str(model_dir), dtype="float32", device="cpu"))
     scores = {}
     for kind in kinds:
-        examples = [KINDS[kind](rng) for _ in range(n)]
+        examples = [KINDS[kind](rng, cue) for _ in range(n)]
         outs = engine.generate_batch([(ctx, SamplingConfig(), 24) for ctx, _ in examples])
         # the examples teach no end-of-turn token, so a right answer may run on: compare its prefix
         scores[kind] = float(np.mean([o.text.startswith(a) for o, (_, a) in zip(outs, examples, strict=True)]))

@@ -63,6 +63,7 @@ FPS = 2.0
 OVERVIEW_FRAMES = 8  # the overview grid the disturbance is sized for (EpisodeConfig.overview.frames_per_video)
 CHECKER_AMP = 60  # +-amplitude of the checkerboards; every rendered value stays in [60, 195], nothing clips
 DIM_DEPTH = 0.5  # the disturbance dims the background to 50 % just before it snaps back
+TINT_DEPTH = 0.3  # the tint cue: green falls to 70 % at its deepest (background saturation <= 57 < 60)
 GHOST_DX = 34  # the ghost copy sits this far left/right of the object (no overlap: 2 radii = 26)
 
 
@@ -88,6 +89,9 @@ class VideoSpec(StrictModel):
     cue_frame: int = Field(description="Frame where the dimming snaps back (deepest on the frame before); a "
                                        "defect, if any, starts here.")
     ramp_frames: int = Field(description="Frames over which the dimming deepens before `cue_frame`.")
+    cue: Literal["dim", "tint"] = Field("dim", description="How the disturbance shows: the background dims, or it "
+                                        "turns magenta (a colour change survives the vision tower's normalisation; "
+                                        "see docs/learning_proof/NOTES.md).")
     defect: DefectSpec | None = None
 
     @property
@@ -113,17 +117,17 @@ def defect_length(num_frames: int) -> int:
 
 
 def sample_video_spec(rng: np.random.Generator, num_frames: int, shape: str, colour: str, motion: str,
-                      defect: DefectKind | None) -> VideoSpec:
+                      defect: DefectKind | None, cue: Literal["dim", "tint"] = "dim") -> VideoSpec:
     """A video of the given content; the cue frame lies after the first overview frame and at or before the last,
     so the darkest overview frame always has a next one, and the defect ends before the video does."""
     idx = overview_indices(num_frames)
     n = defect_length(num_frames)
-    cue = int(rng.integers(idx[0] + 1, idx[-1] + 1))
-    spec = None if defect is None else DefectSpec(kind=defect, start=cue, end=min(num_frames, cue + n))
+    start = int(rng.integers(idx[0] + 1, idx[-1] + 1))
+    spec = None if defect is None else DefectSpec(kind=defect, start=start, end=min(num_frames, start + n))
     return VideoSpec(
         num_frames=num_frames, shape=shape, colour=colour, motion=motion,
         phase=float(rng.uniform(0, 2 * math.pi) if motion == "orbit" else rng.uniform(0.3, 0.7)),
-        cue_frame=cue, ramp_frames=max(2, round(2 * num_frames / OVERVIEW_FRAMES)), defect=spec,
+        cue_frame=start, ramp_frames=max(2, round(2 * num_frames / OVERVIEW_FRAMES)), defect=spec, cue=cue,
     )
 
 
@@ -162,8 +166,13 @@ def render_frame(spec: VideoSpec, i: int) -> np.ndarray:
     """Frame i as (SIZE, SIZE, 3) uint8."""
     d = spec.defect
     kind = d.kind if d is not None and d.start <= i < d.end else None
-    grey = np.rint(_BACKGROUND * dimming(spec, i)).astype(np.int16)
-    frame = np.repeat(grey[:, :, None], 3, axis=2)
+    if spec.cue == "dim":
+        grey = np.rint(_BACKGROUND * dimming(spec, i)).astype(np.int16)
+        frame = np.repeat(grey[:, :, None], 3, axis=2)
+    else:  # tint: green fades by up to TINT_DEPTH along the same ramp (saturation stays under the object's)
+        strength = (1.0 - dimming(spec, i)) / DIM_DEPTH
+        frame = np.repeat(np.rint(_BACKGROUND).astype(np.int16)[:, :, None], 3, axis=2)
+        frame[:, :, 1] = np.rint(_BACKGROUND * (1.0 - TINT_DEPTH * strength)).astype(np.int16)
     if kind != "vanish":
         x, y = _position(spec, i)
         mask = object_mask(spec.shape, x, y)
@@ -204,6 +213,7 @@ class FrameReading:
     """What one frame shows, read from its pixels alone (any size; 112x112 for the checker tests)."""
 
     brightness: float  # median grey level: the dimming cue
+    cue_level: float  # how strongly the frame shows either cue: darkness plus magenta tint (higher = nearer)
     centroid: tuple[float, float] | None  # object centre in frame-relative coordinates [0, 1], None if absent
     hue: str | None  # nearest named colour of the object
     frame_checker: float  # 1-pixel checker energy of the background
@@ -237,6 +247,7 @@ def read_frame(px: np.ndarray) -> FrameReading:
     dilated[1:-1, 1:-1] = obj[1:-1, 1:-1] | obj[:-2, 1:-1] | obj[2:, 1:-1] | obj[1:-1, :-2] | obj[1:-1, 2:]
     return FrameReading(
         brightness=float(np.median(f.mean(axis=2))), centroid=centroid, hue=hue,
+        cue_level=float(255 - np.median(f.mean(axis=2)) + np.median((f[:, :, 0] + f[:, :, 2]) / 2 - f[:, :, 1])),
         frame_checker=_checker_energy(px, ~dilated), object_checker=_checker_energy(px, eroded),
         area=float(obj.mean()),
     )

@@ -43,8 +43,8 @@ def fmt(t: float) -> str:
 
 def _darkest(images: list[ImagePart]) -> int:
     """Position of the darkest frame (median grey level) in `images`."""
-    levels = [read_frame(p.pixels).brightness for p in images]
-    return int(np.argmin(levels))
+    levels = [read_frame(p.pixels).cue_level for p in images]
+    return int(np.argmax(levels))
 
 
 def _range_call(video: int, refs: list[FrameRef], k: int) -> str:

@@ -165,3 +165,22 @@ def test_cli_generate(tmp_path: Path) -> None:
     assert len(read_traces(tmp_path / "teacher_uniform" / "test.jsonl")) == 1
     assert (tmp_path / "prompts" / "system.j2").exists() and (tmp_path / "episode.yaml").exists()
     assert len((tmp_path / "train_pointwise.jsonl").read_text().splitlines()) == 4
+
+
+def test_tint_cue_points_at_the_defect_without_changing_what_frames_show() -> None:
+    """The alternative cue (a magenta tint instead of dimming) marks the same overview frame, and every frame still
+    reads as the same defect / clean / colour (the tint stays below the object mask's saturation)."""
+    from agentrm.synth.scenes import sample_video_spec
+
+    rng = np.random.default_rng(11)
+    for k, defect in enumerate(("flicker", "texture", "vanish", "ghost", None)):
+        spec = sample_video_spec(rng, 240 + 60 * k, "square", "blue", "orbit", defect, cue="tint")  # type: ignore[arg-type]
+        idx = overview_indices(spec.num_frames)
+        j = max(range(len(idx)), key=lambda i: read_frame(render_frame(spec, idx[i])).cue_level)
+        assert idx[j] < spec.cue_frame <= idx[j + 1]
+        for i in range(spec.cue_frame - 5, spec.cue_frame + 3):
+            inside = spec.defect is not None and spec.defect.start <= i < spec.defect.end
+            px = render_frame(spec, i)
+            assert check_frame(px) == (spec.defect.kind if inside else None), (defect, i)  # type: ignore[union-attr]
+            if not inside or defect in ("texture", "ghost"):
+                assert read_frame(px).hue == "blue"
