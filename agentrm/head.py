@@ -50,6 +50,21 @@ class HeadConfig(StrictModel):
         return self
 
 
+def scoring_mlp(in_features: int, hidden: int, dropout: float, outputs: int) -> nn.Sequential:
+    """Linear -> GELU -> Dropout -> Linear: the MLP every non-linear head type ends in."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, outputs))
+
+
+def init_linears(module: nn.Module, gen: torch.Generator) -> None:
+    """Every nn.Linear under `module`: weights ~ N(0, 1/fan_in) drawn from `gen`, biases 0."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * m.in_features**-0.5)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
 class RewardHead(nn.Module):
     """Maps hidden states at reward-token positions to `config.num_outputs` scores each."""
 
@@ -61,12 +76,7 @@ class RewardHead(nn.Module):
         if config.type == "linear":
             self.net = nn.Linear(hidden_size, config.num_outputs, bias=False)
         else:
-            self.net = nn.Sequential(
-                nn.Linear(hidden_size, config.mlp_hidden),
-                nn.GELU(),
-                nn.Dropout(config.dropout),
-                nn.Linear(config.mlp_hidden, config.num_outputs),
-            )
+            self.net = scoring_mlp(hidden_size, config.mlp_hidden, config.dropout, config.num_outputs)
         self.reset_parameters(seed)
 
     @property
@@ -76,14 +86,7 @@ class RewardHead(nn.Module):
     def reset_parameters(self, seed: int = 0) -> None:
         """Deterministic init from `seed`, independent of the global RNG: a fresh head on a plain model gives
         the same (untrained) scores on every run. Weights ~ N(0, 1/fan_in), biases 0."""
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, nn.Linear):
-                    std = module.in_features**-0.5
-                    module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
-                    if module.bias is not None:
-                        module.bias.zero_()
+        init_linears(self, torch.Generator().manual_seed(seed))
 
     def forward(
         self,

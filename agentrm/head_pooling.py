@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from agentrm.config import StrictModel
+from agentrm.head import init_linears, scoring_mlp
 
 POOLING_TYPES: tuple[str, ...] = ("attn_pool", "attn_query")
 
@@ -106,12 +107,7 @@ class _PoolingHead(nn.Module):
         self.layers = [-1] if config.type == "attn_pool" else list(config.layers)
         self.pools = nn.ModuleList(_AttnPool(hidden_size, config.num_heads) for _ in self.layers)
         self.layer_logits = nn.Parameter(torch.zeros(len(self.layers)))
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * hidden_size, config.mlp_hidden),
-            nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.mlp_hidden, config.num_outputs),
-        )
+        self.mlp = scoring_mlp(2 * hidden_size, config.mlp_hidden, config.dropout, config.num_outputs)
         self.reset_parameters(seed)
 
     @property
@@ -120,14 +116,10 @@ class _PoolingHead(nn.Module):
 
     def reset_parameters(self, seed: int = 0) -> None:
         """Weights ~ N(0, 1/fan_in), biases and the query 0, LayerNorms identity; from `seed` alone."""
-        gen = torch.Generator().manual_seed(seed)
+        init_linears(self, torch.Generator().manual_seed(seed))
         with torch.no_grad():
             for module in self.modules():
-                if isinstance(module, nn.Linear):
-                    module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * module.in_features**-0.5)
-                    if module.bias is not None:
-                        module.bias.zero_()
-                elif isinstance(module, nn.LayerNorm):
+                if isinstance(module, nn.LayerNorm):
                     module.weight.fill_(1.0)
                     module.bias.zero_()
             for pool in self.pools:
