@@ -82,10 +82,11 @@ def _train_overrides(model: str, traces: list[str], prompts: str, out: str, epoc
     ]
 
 
-def _one_thread() -> None:
+def _one_thread(threads: int = 1) -> None:
+    """Worker set-up: torch threads (one per process when two run side by side) and logging."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -187,10 +188,7 @@ def teacher_stage(data: str, policy: str) -> tuple[dict[str, str], int]:
 def stage0(base: str, out: str, steps: int, seed: int, probe_n: int) -> dict[str, float]:
     """Perception pretraining (in a worker process, both cores: nothing else runs then); returns the stage-0
     model's probe scores, also written to `out`/probe.json."""
-    import torch
-
-    torch.set_num_threads(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _one_thread(2)
     from agentrm.synth.pretrain import pretrain, probe
 
     path = Path(out) / "probe.json"
@@ -211,11 +209,16 @@ def _head(src: str, dst: Path, n: int) -> str:
     return str(dst)
 
 
-def _pair(fn: Any, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, Any]:
-    """fn(*a) and fn(*b) in two worker processes at once (one per core)."""
+def _spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """Fresh (spawned) worker processes: each stage's torch state and threads start clean."""
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as ex:
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+
+def _pair(fn: Any, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, Any]:
+    """fn(*a) and fn(*b) in two worker processes at once (one per core)."""
+    with _spawn_pool(2) as ex:
         fa, fb = ex.submit(fn, *a), ex.submit(fn, *b)
         return fa.result(), fb.result()
 
@@ -264,9 +267,7 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
 
     # 2b. stage 0: perception pretraining, shared by both arms (see agentrm.synth.pretrain for why)
     t = time.perf_counter()
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+    with _spawn_pool(1) as ex:
         probe0 = ex.submit(stage0, str(base), str(work / "base_stage0"), plan.pretrain_steps, seed,
                            4 if quick else 40).result()
     start = str(work / "base_stage0")

@@ -27,9 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import jinja2
 import numpy as np
 
 from agentrm.engines.base import Context, ImagePart, Message, TextPart
+from agentrm.synth.generate import COMPACT_PROMPTS
 from agentrm.synth.scenes import (
     COLOURS,
     DEFECT_DIM,
@@ -44,6 +46,7 @@ from agentrm.synth.scenes import (
     render_frame,
     sample_video_spec,
 )
+from agentrm.synth.teacher import fmt
 from agentrm.trace import FrameRef
 from agentrm.video.resize import resize_rgb, visual_tokens
 
@@ -53,8 +56,7 @@ LOW = 56  # the overview's detail (experiment_config: 56x56 low, 112x112 high)
 DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
 
 
-def _fmt(t: float) -> str:
-    return f"{t:.1f}"
+_LABEL = jinja2.Template(COMPACT_PROMPTS["frame_label.j2"])  # the episode's own frame label
 
 
 Cue = Literal["dim", "tint"]
@@ -67,14 +69,30 @@ def _spec(rng: np.random.Generator, defect_p: float = 0.5, cue: Cue = "dim") -> 
                              list(MOTIONS)[int(rng.integers(2))], defect, cue)
 
 
+def _ref(spec: VideoSpec, video: int, i: int, size: int) -> FrameRef:
+    return FrameRef(video=video, index=i, timestamp_s=i / spec.fps, detail="low" if size == LOW else "high",
+                    width=size, height=size, tokens=visual_tokens(size, size))
+
+
 def _frame(spec: VideoSpec, video: int, i: int, size: int) -> list[Any]:
     """Label + image parts of frame i, exactly as the compact prompts show a frame."""
     px = render_frame(spec, i)
     if size != SIZE:
         px = resize_rgb(px, (size, size))
-    ref = FrameRef(video=video, index=i, timestamp_s=i / spec.fps, detail="low" if size == LOW else "high",
-                   width=size, height=size, tokens=visual_tokens(size, size))
-    return [TextPart(f"[v{video} {_fmt(i / spec.fps)}s]"), ImagePart(ref=ref, pixels=px)]
+    ref = _ref(spec, video, i, size)
+    return [TextPart(_LABEL.render(ref=ref)), ImagePart(ref=ref, pixels=px)]
+
+
+def _cue_slot(spec: VideoSpec) -> int:
+    """The overview position k with idx[k] < cue frame <= idx[k+1]: the darkest overview frame."""
+    idx = overview_indices(spec.num_frames)
+    return next(j for j in range(len(idx) - 1) if idx[j] < spec.cue_frame <= idx[j + 1])
+
+
+def _pointing_answer(spec: VideoSpec, video: int) -> str:
+    """What the teacher writes before its zoom: the darkest overview frame's time and the next one's."""
+    idx, k = overview_indices(spec.num_frames), _cue_slot(spec)
+    return f"v{video} dims at {fmt(idx[k] / spec.fps)}s; next {fmt(idx[k + 1] / spec.fps)}s."
 
 
 def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
@@ -84,12 +102,8 @@ def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Contex
         for i in overview_indices(spec.num_frames):
             parts += _frame(spec, v, i, LOW)
     v = int(rng.integers(1, 3))
-    spec = specs[v - 1]
-    idx = overview_indices(spec.num_frames)
-    k = next(j for j in range(len(idx) - 1) if idx[j] < spec.cue_frame <= idx[j + 1])
     parts.append(TextPart(f"Darkest of v{v}?"))
-    answer = f"v{v} dims at {_fmt(idx[k] / spec.fps)}s; next {_fmt(idx[k + 1] / spec.fps)}s."
-    return Context([Message("user", parts)]), answer
+    return Context([Message("user", parts)]), _pointing_answer(specs[v - 1], v)
 
 
 def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
@@ -98,16 +112,13 @@ def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     model must learn as an induction-style skill before it can combine it with seeing."""
     parts: list[Any] = [TextPart("Overview:")]
     specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
-    answers = []
     for v, spec in enumerate(specs, 1):
-        idx = overview_indices(spec.num_frames)
-        k = next(j for j in range(len(idx) - 1) if idx[j] < spec.cue_frame <= idx[j + 1])
-        for j, i in enumerate(idx):
-            parts.append(TextPart(f"[v{v} {_fmt(i / spec.fps)}s] {'dark' if j == k else 'lit'}"))
-        answers.append(f"v{v} dims at {_fmt(idx[k] / spec.fps)}s; next {_fmt(idx[k + 1] / spec.fps)}s.")
+        k = _cue_slot(spec)
+        for j, i in enumerate(overview_indices(spec.num_frames)):
+            parts.append(TextPart(f"{_LABEL.render(ref=_ref(spec, v, i, LOW))} {'dark' if j == k else 'lit'}"))
     v = int(rng.integers(1, 3))
     parts.append(TextPart(f"Darkest of v{v}?"))
-    return Context([Message("user", parts)]), answers[v - 1]
+    return Context([Message("user", parts)]), _pointing_answer(specs[v - 1], v)
 
 
 def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
