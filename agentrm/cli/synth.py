@@ -2,6 +2,7 @@
 
     agentrm synth generate --out synth/ [--train 160 --dev 20 --test 60 --seed 0]   videos, items, teacher traces
     agentrm synth experiment --out docs/learning_proof --work runs/learning_proof [--ship]   the experiment (~1 h)
+    agentrm synth study --out runs/study --kinds scanning,induction --steps 1200 [--cue tint]   stage-0 curves
 
 See agentrm.synth.scenes for the task design and agentrm.synth.experiment for the experiment.
 """
@@ -31,6 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--ship", action="store_true", help="package the RS-SFT agentic model as agentrm demo's default")
     e.add_argument("--train", type=int, help="training pairs (default: the plan's 160)")
     e.add_argument("--cold-epochs", type=float, help="cold-start epochs (default: the plan's 10)")
+    st = sub.add_parser("study", help="train a fresh model on stage-0 kinds; curve of teacher-forced accuracy")
+    st.add_argument("--out", required=True, help="output directory (curve.jsonl, the study's base model)")
+    st.add_argument("--kinds", default="scanning,induction", help="comma-separated stage-0 kinds")
+    st.add_argument("--steps", type=int, default=1200)
+    st.add_argument("--eval-every", type=int, default=100)
+    st.add_argument("--cue", choices=("dim", "tint"), default="tint")
+    st.add_argument("--lr", type=float, default=1e-3)
+    st.add_argument("--seed", type=int, default=0)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -56,9 +65,31 @@ def _generate(args: argparse.Namespace) -> int:
     return 1 if bad_total else 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    import torch
+
+    from agentrm.cli.progress import console
+    from agentrm.synth.pretrain import KINDS
+    from agentrm.synth.study import run_study
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        console.print(f"--kinds: unknown {unknown or 'none given'}; choose from {', '.join(KINDS)}")
+        return 2
+    torch.set_num_threads(1)
+    rows = run_study(args.out, kinds, args.steps, args.eval_every, lr=args.lr, seed=args.seed, cue=args.cue)
+    for row in rows:
+        console.print("  ".join(f"{k} {v}" for k, v in row.items()))
+    console.print(f"Curve: {args.out}/curve.jsonl")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.synth_command == "generate":
         return _generate(args)
+    if args.synth_command == "study":
+        return _study(args)
     from agentrm.synth.experiment import run_experiment
 
     sizes = {k: v for k, v in (("train", args.train), ("cold_epochs", args.cold_epochs)) if v is not None}

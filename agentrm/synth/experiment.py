@@ -6,8 +6,9 @@ model on long videos? One command, fixed seeds, about an hour on 2 CPU cores:
 Stages (the agentic and the uniform arm run side by side, one process and one torch thread each):
 1. data: `agentrm.synth.generate` (train/test splits, 1-5 minute videos) and the teacher's traces per policy;
 2. model: `agentrm.synth.model` — a random-init Qwen2.5-VL (~1.5M parameters) with a task-trained tokenizer;
-   then stage 0, `agentrm.synth.pretrain`: perception pretraining on short examples (point at the darkest
-   overview frame, say what high-detail frames show), a stand-in for a pretrained backbone, shared by both arms;
+   single-token timestamps, tied embeddings; then stage 0, `agentrm.synth.pretrain`: perception pretraining on
+   short examples (scan an overview and zoom on its odd frames, say what high-detail frames show, repeat a list
+   of labels), a stand-in for a pretrained backbone, shared by both arms;
 3. cold start: `agentrm.train.cold_start` on the teacher traces (full fine-tuning, vision included: there is no
    pretrained anything to protect), one trajectory row per trace;
 4. rejection sampling: K sampled episodes per training item with the cold-start model, kept when every verdict
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrm.data.schema import Item
+from agentrm.synth.scenes import Cue
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class Plan:
 
     train: int = 1500
     test: int = 80
-    pretrain_steps: int = 1500  # stage 0 (agentrm.synth.pretrain), batches of 16 short examples
+    pretrain_steps: int = 2000  # stage 0 (agentrm.synth.pretrain), batches of 16 short examples
     min_s: float = 60.0
     max_s: float = 300.0
     cold_epochs: float = 3.0
@@ -63,6 +65,10 @@ class Plan:
     sft_lr: float = 3e-4
     concurrency: int = 8
     untrained_items: int = 20  # a random model writes max_new_tokens of noise every turn: a few items show it
+    cue: Cue = "tint"  # survives the vision tower's normalisation far better than dimming (NOTES.md)
+
+
+STAGE0_KINDS = ("scanning", "reading", "induction")  # induction: the copy circuit the scan's labels rely on
 
 
 QUICK = Plan(train=6, test=4, pretrain_steps=2, min_s=60.0, max_s=130.0, cold_epochs=1.0, rs_items=3, rs_k=2,
@@ -185,7 +191,7 @@ def teacher_stage(data: str, policy: str) -> tuple[dict[str, str], int]:
     return files, bad
 
 
-def stage0(base: str, out: str, steps: int, seed: int, probe_n: int) -> dict[str, float]:
+def stage0(base: str, out: str, steps: int, seed: int, probe_n: int, cue: Cue) -> dict[str, float]:
     """Perception pretraining (in a worker process, both cores: nothing else runs then); returns the stage-0
     model's probe scores, also written to `out`/probe.json."""
     _one_thread(2)
@@ -194,8 +200,8 @@ def stage0(base: str, out: str, steps: int, seed: int, probe_n: int) -> dict[str
     path = Path(out) / "probe.json"
     if path.is_file():
         return dict(json.loads(path.read_text()))
-    pretrain(base, out, steps=steps, seed=seed)
-    scores = probe(out, n=probe_n)
+    pretrain(base, out, steps=steps, seed=seed, kinds=STAGE0_KINDS, cue=cue)
+    scores = probe(out, n=probe_n, kinds=STAGE0_KINDS[:2], cue=cue)
     path.write_text(json.dumps(scores))
     return scores
 
@@ -254,7 +260,7 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
 
     # 1. data + teacher traces
     generate(data, {"train": plan.train, "dev": 0, "test": plan.test}, seed=seed, min_s=plan.min_s,
-             max_s=plan.max_s, workers=2)
+             max_s=plan.max_s, workers=2, cue=plan.cue)
     (ta, mismatches), (tu, _) = _pair(teacher_stage, (str(data), "agentic"), (str(data), "uniform"))
     teacher: dict[str, dict[str, str]] = {"agentic": ta, "uniform": tu}
     timings["data"] = time.perf_counter() - t0
@@ -263,13 +269,14 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     # 2. the random-init model
     base = work / "base"
     if not (base / "config.json").exists():
-        build_model(base, task_texts([teacher["agentic"]["train"], teacher["uniform"]["train"]], prompts), seed=seed)
+        build_model(base, task_texts([teacher["agentic"]["train"], teacher["uniform"]["train"]], prompts), seed=seed,
+                    atomic_timestamps=True, tie_embeddings=True)
 
     # 2b. stage 0: perception pretraining, shared by both arms (see agentrm.synth.pretrain for why)
     t = time.perf_counter()
     with _spawn_pool(1) as ex:
         probe0 = ex.submit(stage0, str(base), str(work / "base_stage0"), plan.pretrain_steps, seed,
-                           4 if quick else 40).result()
+                           4 if quick else 40, plan.cue).result()
     start = str(work / "base_stage0")
     log.info("stage 0 probe (share exactly right): %s", probe0)
     timings["stage0"] = time.perf_counter() - t

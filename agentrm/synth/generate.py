@@ -36,6 +36,7 @@ from agentrm.synth.scenes import (
     OVERVIEW_FRAMES,
     SHAPES,
     SIZE,
+    Cue,
     DefectKind,
     VideoSpec,
     prompt_text,
@@ -127,7 +128,8 @@ def pair_labels(specs: list[VideoSpec], prompt_colour: str) -> tuple[dict[str, s
     return labels, probs
 
 
-def make_pair(seed: int, split: int, k: int, min_s: float, max_s: float) -> tuple[str, str, list[VideoSpec]]:
+def make_pair(seed: int, split: int, k: int, min_s: float, max_s: float,
+              cue: Cue = "dim") -> tuple[str, str, list[VideoSpec]]:
     rng = np.random.default_rng([seed, split, k])
     shape, motion = SHAPES[int(rng.integers(2))], list(MOTIONS)[int(rng.integers(2))]
     colours = list(COLOURS)
@@ -139,7 +141,7 @@ def make_pair(seed: int, split: int, k: int, min_s: float, max_s: float) -> tupl
         c = colour
         if rng.uniform() < TA_ERROR_P:
             c = [x for x in colours if x != colour][int(rng.integers(len(colours) - 1))]
-        specs.append(sample_video_spec(rng, n, shape, c, motion, d))
+        specs.append(sample_video_spec(rng, n, shape, c, motion, d, cue))
     return prompt_text(shape, colour, motion), colour, specs
 
 
@@ -152,8 +154,9 @@ def _render(job: tuple[str, str]) -> None:
 
 
 def generate(out: str | Path, sizes: dict[str, int], seed: int = 0, min_s: float = 60.0, max_s: float = 300.0,
-             workers: int = 2) -> dict[str, list[Item]]:
-    """Write videos, items, specs, prompts and episode.yaml (see module docstring); returns the pairwise items."""
+             workers: int = 2, cue: Cue = "dim") -> dict[str, list[Item]]:
+    """Write videos, items, specs, prompts and episode.yaml (see module docstring); returns the pairwise items.
+    `cue`: how each video's disturbance shows (`VideoSpec.cue`)."""
     out = Path(out)
     items: dict[str, list[Item]] = {}
     jobs: list[tuple[str, str]] = []
@@ -163,7 +166,7 @@ def generate(out: str | Path, sizes: dict[str, int], seed: int = 0, min_s: float
         point: list[Item] = []
         (out / "videos" / split).mkdir(parents=True, exist_ok=True)
         for k in range(sizes.get(split, 0)):
-            prompt, colour, specs = make_pair(seed, s_idx, k, min_s, max_s)
+            prompt, colour, specs = make_pair(seed, s_idx, k, min_s, max_s, cue)
             pid = f"synth-{split}-{k:04d}"
             paths = [str(out / "videos" / split / f"{pid}_v{v}.mp4") for v in (1, 2)]
             labels, probs = pair_labels(specs, colour)

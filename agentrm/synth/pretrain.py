@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -40,13 +40,14 @@ from agentrm.synth.scenes import (
     MOTIONS,
     SHAPES,
     SIZE,
+    Cue,
     DefectKind,
     VideoSpec,
     overview_indices,
     render_frame,
     sample_video_spec,
 )
-from agentrm.synth.teacher import fmt
+from agentrm.synth.teacher import fmt, range_call, scan
 from agentrm.trace import FrameRef
 from agentrm.video.resize import resize_rgb, visual_tokens
 
@@ -59,9 +60,6 @@ DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
 _LABEL = jinja2.Template(COMPACT_PROMPTS["frame_label.j2"])  # the episode's own frame label
 
 
-Cue = Literal["dim", "tint"]
-
-
 def _spec(rng: np.random.Generator, defect_p: float = 0.5, cue: Cue = "dim") -> VideoSpec:
     n = int(rng.uniform(60, 300) * FPS)
     defect = DEFECTS[int(rng.integers(len(DEFECTS)))] if rng.uniform() < defect_p else None
@@ -69,8 +67,8 @@ def _spec(rng: np.random.Generator, defect_p: float = 0.5, cue: Cue = "dim") -> 
                              list(MOTIONS)[int(rng.integers(2))], defect, cue)
 
 
-def _ref(spec: VideoSpec, video: int, i: int, size: int) -> FrameRef:
-    return FrameRef(video=video, index=i, timestamp_s=i / spec.fps, detail="low" if size == LOW else "high",
+def _ref(fps: float, video: int, i: int, size: int) -> FrameRef:
+    return FrameRef(video=video, index=i, timestamp_s=i / fps, detail="low" if size == LOW else "high",
                     width=size, height=size, tokens=visual_tokens(size, size))
 
 
@@ -79,7 +77,7 @@ def _frame(spec: VideoSpec, video: int, i: int, size: int) -> list[Any]:
     px = render_frame(spec, i)
     if size != SIZE:
         px = resize_rgb(px, (size, size))
-    ref = _ref(spec, video, i, size)
+    ref = _ref(spec.fps, video, i, size)
     return [TextPart(_LABEL.render(ref=ref)), ImagePart(ref=ref, pixels=px)]
 
 
@@ -106,6 +104,21 @@ def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Contex
     return Context([Message("user", parts)]), _pointing_answer(specs[v - 1], v)
 
 
+def scanning_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    """The agentic teacher's first move on the overview of two videos: the asked video's scan (its labels in
+    order, each frame plain or odd) and the zoom call on the last odd frame's range."""
+    specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
+    parts: list[Any] = [TextPart("Overview:")]
+    for v, spec in enumerate(specs, 1):
+        for i in overview_indices(spec.num_frames):
+            parts += _frame(spec, v, i, LOW)
+    v = int(rng.integers(1, 3))
+    parts.append(TextPart(f"Scan v{v}?"))
+    mine = [p for p in parts if isinstance(p, ImagePart) and p.ref.video == v]
+    text, k = scan(v, mine)
+    return Context([Message("user", parts)]), f"{text} {range_call(v, [p.ref for p in mine], k)}"
+
+
 def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
     """The pointing task with the darkness written as text (`dark`/`lit` after each label) instead of shown: the
     copy half of pointing alone (find the marked label, copy its digits and the next label's), which a random-init
@@ -115,7 +128,7 @@ def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     for v, spec in enumerate(specs, 1):
         k = _cue_slot(spec)
         for j, i in enumerate(overview_indices(spec.num_frames)):
-            parts.append(TextPart(f"{_LABEL.render(ref=_ref(spec, v, i, LOW))} {'dark' if j == k else 'lit'}"))
+            parts.append(TextPart(f"{_LABEL.render(ref=_ref(spec.fps, v, i, LOW))} {'dark' if j == k else 'lit'}"))
     v = int(rng.integers(1, 3))
     parts.append(TextPart(f"Darkest of v{v}?"))
     return Context([Message("user", parts)]), _pointing_answer(specs[v - 1], v)
@@ -138,6 +151,17 @@ def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     return Context([Message("user", parts)]), f"{note} v{v} {spec.colour}."
 
 
+def induction_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    """Eight frame labels of one video in rising order, then the same list again: plain token-match copying (an
+    induction head), the easiest copy skill. A control for the study: if even this does not form, the model or the
+    training set-up is at fault, not the visual task. (`cue` is unused: every kind takes it.)"""
+    n = int(rng.uniform(60, 300) * FPS)
+    v = int(rng.integers(1, 3))
+    labels = " ".join(_LABEL.render(ref=_ref(FPS, v, int(i), LOW))
+                      for i in sorted(rng.choice(n, size=8, replace=False)))
+    return Context([Message("user", [TextPart(f"List: {labels} Repeat?")])]), labels
+
+
 def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
     """Left-padded batch with labels on the answer tokens only (-100 elsewhere)."""
     import torch
@@ -156,7 +180,40 @@ def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
 
 KINDS: dict[str, Callable[[np.random.Generator, Cue], tuple[Context, str]]] = {
     "pointing": pointing_example, "reading": reading_example, "marking": marking_example,
+    "induction": induction_example, "scanning": scanning_example,
 }
+
+
+def train_steps(model: Any, engine: Any, kinds: tuple[str, ...], steps: int, batch_size: int, lr: float,
+                rng: np.random.Generator, cue: Cue = "dim",
+                every: int = 50, on_log: Callable[[int, float], None] | None = None) -> None:
+    """The stage-0 loop (AdamW, linear warm-up, cosine decay, clip 1.0; `kinds` share each batch equally).
+    `on_log(step, mean loss)` runs every `every` steps: the study evaluates there."""
+    import torch
+
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 30)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    t0, recent = time.perf_counter(), []
+    for step in range(steps):
+        examples = [KINDS[kinds[j % len(kinds)]](rng, cue) for j in range(batch_size)]
+        loss = model(**_batch(engine, examples)).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        recent.append(loss.item())
+        if (step + 1) % every == 0 or step + 1 == steps:
+            log.info("stage 0 step %d/%d loss %.3f (%.0f s)", step + 1, steps, float(np.mean(recent)),
+                     time.perf_counter() - t0)
+            if on_log is not None:
+                on_log(step + 1, float(np.mean(recent)))
+                model.train()
+            recent = []
+    model.eval()
 
 
 def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: int = 16, lr: float = 1e-3,
@@ -175,28 +232,8 @@ def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: i
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 99])
     rm = load(str(base), dtype="float32", device="cpu")
-    engine = HFEngine(rm)
     model = rm.model
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 30)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    t0, recent = time.perf_counter(), []
-    for step in range(steps):
-        examples = [KINDS[kinds[j % len(kinds)]](rng, cue) for j in range(batch_size)]
-        loss = model(**_batch(engine, examples)).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent.append(loss.item())
-        if (step + 1) % 50 == 0:
-            log.info("stage 0 step %d/%d loss %.3f (%.0f s)", step + 1, steps, float(np.mean(recent)),
-                     time.perf_counter() - t0)
-            recent = []
-    model.eval()
+    train_steps(model, HFEngine(rm), kinds, steps, batch_size, lr, rng, cue)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     rm.processor.save_pretrained(out)
@@ -218,7 +255,8 @@ def probe(model_dir: str | Path, n: int = 40, seed: int = 1,
     scores = {}
     for kind in kinds:
         examples = [KINDS[kind](rng, cue) for _ in range(n)]
-        outs = engine.generate_batch([(ctx, SamplingConfig(), 24) for ctx, _ in examples])
+        budget = [len(engine.tokenizer(a, add_special_tokens=False)["input_ids"]) + 2 for _, a in examples]
+        outs = engine.generate_batch([(ctx, SamplingConfig(), b) for (ctx, _), b in zip(examples, budget, strict=True)])
         # the examples teach no end-of-turn token, so a right answer may run on: compare its prefix
         scores[kind] = float(np.mean([o.text.startswith(a) for o, (_, a) in zip(outs, examples, strict=True)]))
     asyncio.run(engine.aclose())

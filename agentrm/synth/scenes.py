@@ -51,6 +51,7 @@ from pydantic import Field
 from agentrm.config import StrictModel
 
 DefectKind = Literal["flicker", "texture", "vanish", "ghost"]
+Cue = Literal["dim", "tint"]  # how a video's disturbance shows: the background dims, or it turns magenta
 DEFECT_DIM: dict[str, str] = {"flicker": "VQ", "texture": "VQ", "vanish": "MQ", "ghost": "MQ"}
 DEFECT_WORDS: dict[str, str] = {"flicker": "flicker", "texture": "glitch", "vanish": "vanish", "ghost": "ghost"}
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -117,7 +118,7 @@ def defect_length(num_frames: int) -> int:
 
 
 def sample_video_spec(rng: np.random.Generator, num_frames: int, shape: str, colour: str, motion: str,
-                      defect: DefectKind | None, cue: Literal["dim", "tint"] = "dim") -> VideoSpec:
+                      defect: DefectKind | None, cue: Cue = "dim") -> VideoSpec:
     """A video of the given content; the cue frame lies after the first overview frame and at or before the last,
     so the darkest overview frame always has a next one, and the defect ends before the video does."""
     idx = overview_indices(num_frames)

@@ -7,10 +7,11 @@ the final verdicts (so the cold-start data is always right) and to flag traces w
 the labels (`TeacherStats.mismatches`; 0 expected — it is the check that the search really finds the evidence).
 
 Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
-    turn 1: overview -> darkest overview frame k of video 1 -> select_range(1, t[k], t[k+1], 8, detail="high")
+    turn 1: overview -> scan video 1's overview frames in order, up to the first plain one after the odd
+            (dimmed) ones -> select_range(1, t[k], t[k+1], 8, detail="high") with k the last odd frame
     turn 2: note what video 1's range shows ("v1: flicker (VQ)." or "v1: clean."), same search for video 2
     turn 3: note video 2, the object's colour vs the prompt's, then the verdicts
-Every number the teacher writes is copied from a frame label next to the darkest frame, and its sentences are
+Every number the teacher writes is copied from a frame label (in order, by the scan), and its sentences are
 short and fixed in form, so most of what a model must learn is the few deciding tokens (two timestamps per
 video, a defect word, a colour, the verdicts).
 
@@ -47,7 +48,35 @@ def _darkest(images: list[ImagePart]) -> int:
     return int(np.argmax(levels))
 
 
-def _range_call(video: int, refs: list[FrameRef], k: int) -> str:
+SCAN_CUE = 15.0  # a frame is "odd" when its cue level exceeds the video's median overview frame's by this much
+SCAN_WORDS = ("plain", "odd")
+
+
+def scan(video: int, images: list[ImagePart]) -> tuple[str, int]:
+    """The overview read frame by frame, up to the first plain frame after an odd one, and the position k of the
+    last odd frame: "v1: 18.5s plain, 55.5s odd, 92.5s odd, 129.5s plain." -> the zoom is t[k]..t[k+1].
+
+    Why a scan instead of naming the darkest frame: naming it means finding it by content and copying its
+    label in one step, which a small random-init model did not learn (docs/learning_proof/NOTES.md). Writing
+    the labels in order is copying by token match (the next label after the one just written), each word is a
+    local judgement of one frame, and the zoom copies the last two labels the model just wrote."""
+    levels = [read_frame(p.pixels).cue_level for p in images]
+    base = float(np.median(levels))
+    odd = [lv - base > SCAN_CUE for lv in levels]
+    words = []
+    k = -1
+    for j, p in enumerate(images):
+        words.append(f"{fmt(p.ref.timestamp_s)}s {SCAN_WORDS[odd[j]]}")
+        if odd[j]:
+            k = j
+        elif k >= 0 or j == len(images) - 1:
+            break
+    if k < 0:  # nothing odd (not in this task: every video has a disturbance): the darkest frame
+        k = _darkest(images)
+    return f"v{video}: " + ", ".join(words) + ".", k
+
+
+def range_call(video: int, refs: list[FrameRef], k: int) -> str:
     a, b = refs[k].timestamp_s, refs[min(len(refs) - 1, k + 1)].timestamp_s
     args = f'"video": {video}, "start_s": {fmt(a)}, "end_s": {fmt(b)}, "count": {RANGE_COUNT}, "detail": "high"'
     return '<tool_call>{"name": "select_range", "arguments": {' + args + "}}</tool_call>"
@@ -99,10 +128,10 @@ class Teacher:
         if t <= 2:
             video = t
             ov = [p for p in _groups(context)[0] if p.ref.video == video]
-            k = _darkest(ov)
+            text, k = scan(video, ov)
             note = self._note(context, 1) + " " if t == 2 else ""
-            think = f"<think>{note}v{video} dims at {fmt(ov[k].ref.timestamp_s)}s.</think>"
-            return ScriptTurn(think + _range_call(video, [p.ref for p in ov], k))
+            think = f"<think>{note}{text}</think>"
+            return ScriptTurn(think + range_call(video, [p.ref for p in ov], k))
         return self._answer(context, self._note(context, 1) + " " + self._note(context, 2))
 
     def _note(self, context: Context, video: int) -> str:

@@ -96,7 +96,7 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
     import numpy as np
 
     from agentrm.engines.base import ImagePart
-    from agentrm.synth.pretrain import marking_example, pointing_example, reading_example
+    from agentrm.synth.pretrain import marking_example, pointing_example, reading_example, scanning_example
     from agentrm.synth.scenes import DEFECT_WORDS, check_frame, read_frame
 
     rng = np.random.default_rng(4)
@@ -114,6 +114,18 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
         text = ctx.messages[0].text
         marked = re.search(rf"\[v{v} ([\d.]+)s\] dark\[v{v} ([\d.]+)s\]", text)
         assert marked and answer == f"v{v} dims at {marked[1]}s; next {marked[2]}s.", (text, answer)
+    for cue in ("dim", "tint"):  # scanning: labels in order up to the first plain frame after the odd ones
+        for _ in range(6):
+            ctx, answer = scanning_example(rng, cue)
+            v = int(answer[1])
+            mine = [p for p in ctx.images if p.ref.video == v]
+            listed = re.findall(r"([\d.]+)s (plain|odd)", answer.split("<tool_call>")[0])
+            assert [t for t, _ in listed] == [f"{p.ref.timestamp_s:.1f}" for p in mine][: len(listed)]
+            assert [w for _, w in listed[-2:]] == ["odd", "plain"] and "odd" not in [w for _, w in listed[:-3]]
+            k = int(np.argmax([read_frame(p.pixels).cue_level for p in mine]))
+            call = re.search(r'"video": (\d), "start_s": ([\d.]+), "end_s": ([\d.]+)', answer)
+            assert call and int(call[1]) == v and (call[2], call[3]) == tuple(t for t, _ in listed[-2:])
+            assert call[2] == f"{mine[k].ref.timestamp_s:.1f}", answer
     kinds = set()
     for _ in range(12):
         ctx, answer = reading_example(rng)
@@ -166,3 +178,87 @@ def test_demo_uses_the_packaged_synth_model(data: Path, tmp_path: Path, monkeypa
     for t in traces:
         assert t.config["overview"]["frames_per_video"] == 8 and t.config["limits"]["max_turns"] == 4
         assert all(v.duration_s >= 150 for v in t.videos)
+
+
+def test_induction_example_repeats_its_list() -> None:
+    """The control kind: the answer is the context's list of frame labels, rising, all of one video."""
+    import re
+
+    import numpy as np
+
+    from agentrm.synth.pretrain import induction_example
+
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        ctx, answer = induction_example(rng)
+        listed = re.fullmatch(r"List: (.*) Repeat\?", ctx.messages[0].text)
+        assert listed and listed[1] == answer and not ctx.images
+        times = [float(t) for t in re.findall(r"\[v\d ([\d.]+)s\]", answer)]
+        assert len(times) == 8 and times == sorted(set(times))
+        assert len(set(re.findall(r"\[v(\d) ", answer))) == 1
+
+
+def test_timestamp_accuracy_scores_teacher_forced_numbers(tmp_path: Path) -> None:
+    """1.0 when the model's argmax is the next token everywhere, 0.0 when it always says one other token; the
+    study writes one curve row per evaluation with every kind's accuracy."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from agentrm.checkpoint import load
+    from agentrm.engines.hf import HFEngine
+    from agentrm.synth.pretrain import induction_example
+    from agentrm.synth.study import build_study_model, run_study, timestamp_accuracy
+
+    torch.set_num_threads(1)
+    base = build_study_model(tmp_path / "m", n_texts=40)
+    rm = load(str(base), dtype="float32", device="cpu")
+    engine = HFEngine(rm)
+    rng = np.random.default_rng(0)
+    examples = [induction_example(rng) for _ in range(3)]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_ids(module: object, args: object, kwargs: dict[str, torch.Tensor]) -> None:
+        seen["ids"] = kwargs["input_ids"]
+
+    def oracle(module: object, args: object, out: torch.Tensor) -> torch.Tensor:
+        nxt = torch.roll(seen["ids"], -1, dims=1)
+        return out + 1e4 * torch.nn.functional.one_hot(nxt, out.shape[-1]).float()
+
+    pre = rm.model.register_forward_pre_hook(keep_ids, with_kwargs=True)
+    head = rm.model.get_output_embeddings().register_forward_hook(oracle)
+    assert timestamp_accuracy(rm.model, engine, examples) == 1.0
+    head.remove()
+    space = engine.tokenizer.convert_tokens_to_ids("Ġ")
+
+    def constant(module: object, args: object, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[..., space] += 1e4
+        return out
+
+    head = rm.model.get_output_embeddings().register_forward_hook(constant)
+    assert timestamp_accuracy(rm.model, engine, examples) == 0.0
+    head.remove()
+    pre.remove()
+
+    rows = run_study(tmp_path / "study", ("induction", "marking"), steps=2, eval_every=1, base=base, batch_size=2,
+                     n_eval=2)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("induction", "marking")) and np.isfinite(rows[0]["loss"])
+    written = [json.loads(x) for x in (tmp_path / "study" / "curve.jsonl").read_text().splitlines()]
+    assert written == rows
+
+
+def test_study_cli_writes_a_curve_and_names_unknown_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from agentrm.cli import main
+
+    assert main(["synth", "study", "--out", str(tmp_path / "bad"), "--kinds", "scanning,pointng"]) == 2
+    captured = capsys.readouterr()
+    assert "pointng" in captured.out + captured.err
+    out = tmp_path / "study"
+    assert main(["synth", "study", "--out", str(out), "--kinds", "induction", "--steps", "2", "--eval-every", "1"]) == 0
+    rows = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and set(rows[0]) == {"step", "loss", "induction"}
