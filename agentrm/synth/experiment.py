@@ -8,7 +8,7 @@ Stages (the agentic and the uniform arm run side by side, one process and one to
 2. model: `agentrm.synth.model` — a random-init Qwen2.5-VL (~1.5M parameters) with a task-trained tokenizer;
    single-token timestamps, tied embeddings; then stage 0, `agentrm.synth.pretrain`: perception pretraining on
    short examples (scan an overview and zoom on its odd frames, say what high-detail frames show, repeat a list
-   of labels), a stand-in for a pretrained backbone, shared by both arms;
+   of labels, turn notes into verdicts), a stand-in for a pretrained backbone, shared by both arms;
 3. cold start: `agentrm.train.cold_start` on the teacher traces (full fine-tuning, vision included: there is no
    pretrained anything to protect), one trajectory row per trace;
 4. rejection sampling: K sampled episodes per training item with the cold-start model, kept when every verdict
@@ -68,7 +68,9 @@ class Plan:
     cue: Cue = "tint"  # survives the vision tower's normalisation far better than dimming (NOTES.md)
 
 
-STAGE0_KINDS = ("scanning", "reading", "induction")  # induction: the copy circuit the scan's labels rely on
+# induction: the copy circuit the scan's labels rely on; verdict: notes -> verdicts (collapsed to "tie" without)
+STAGE0_KINDS = ("scanning", "reading", "induction", "verdict")
+PROBE_KINDS = ("scanning", "reading", "verdict")
 
 
 QUICK = Plan(train=6, test=4, pretrain_steps=2, min_s=60.0, max_s=130.0, cold_epochs=1.0, rs_items=3, rs_k=2,
@@ -201,7 +203,7 @@ def stage0(base: str, out: str, steps: int, seed: int, probe_n: int, cue: Cue) -
     if path.is_file():
         return dict(json.loads(path.read_text()))
     pretrain(base, out, steps=steps, seed=seed, kinds=STAGE0_KINDS, cue=cue)
-    scores = probe(out, n=probe_n, kinds=STAGE0_KINDS[:2], cue=cue)
+    scores = probe(out, n=probe_n, kinds=PROBE_KINDS, cue=cue)
     path.write_text(json.dumps(scores))
     return scores
 

@@ -100,7 +100,7 @@ def write_prompts(out: Path) -> Path:
     return d
 
 
-def _pair_defects(rng: np.random.Generator) -> tuple[DefectKind | None, DefectKind | None]:
+def pair_defects(rng: np.random.Generator) -> tuple[DefectKind | None, DefectKind | None]:
     """70 %: one video has a defect; 15 %: both; 15 %: neither."""
     u = rng.uniform()
     pick = lambda: DEFECTS[int(rng.integers(len(DEFECTS)))]  # noqa: E731
@@ -137,7 +137,7 @@ def make_pair(seed: int, split: int, k: int, min_s: float, max_s: float,
     seconds = float(rng.uniform(min_s, max_s))
     n = int(seconds * FPS)
     specs = []
-    for d in _pair_defects(rng):
+    for d in pair_defects(rng):
         c = colour
         if rng.uniform() < TA_ERROR_P:
             c = [x for x in colours if x != colour][int(rng.integers(len(colours) - 1))]

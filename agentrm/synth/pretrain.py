@@ -8,11 +8,17 @@ perception skills from many short, cheap examples instead — thousands per minu
 `agentrm.synth.scenes` (no video files) — before the cold start. **Both arms start from the same stage-0 model**,
 so it helps the uniform baseline as much as the agentic one; it teaches no search policy and no verdicts.
 
-Two kinds of examples, in the episode's own layout (frame labels, detail levels, sentence forms):
-- pointing: the 8 low-detail overview frames of two videos -> "v2 dims at 40.0s; next 52.5s." (the darkest
-  overview frame of the asked video and the one after it);
+Kinds of examples, in the episode's own layout (frame labels, detail levels, sentence forms); the experiment
+trains on the first four (`agentrm.synth.experiment.STAGE0_KINDS`):
+- scanning: the 8 low-detail overview frames of two videos -> the asked video's scan and zoom call, exactly as
+  the agentic teacher writes them ("v2: 12.5s plain, 38.5s odd, 64.0s plain. <tool_call>...");
 - reading: 4 labelled high-detail frames of one video (a defect frame among them 60 % of the time when the video
-  has one) -> "v1: flicker (VQ). v1 red." or "v1: clean. v1 red."
+  has one) -> "v1: flicker (VQ). v1 red." or "v1: clean. v1 red.";
+- induction: a list of labels, then the list again — plain copying by token match, the circuit the scan's
+  "next label" relies on (it forms in a few hundred steps; `agentrm.synth.study`);
+- verdict: the notes and colours as text -> the verdicts JSON (the task's labelling rule);
+- pointing / marking (diagnostics for the study, not trained by the experiment): name the darkest overview
+  frame and the next ("v2 dims at 40.0s; next 52.5s."), from pixels or from a written `dark`/`lit` mark.
 
 Encoding and batching go through `HFEngine.encode` / `collate` (the same code that serves the model), the loss
 is on the answer tokens only.
@@ -20,6 +26,7 @@ is on the answer tokens only.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -47,7 +54,7 @@ from agentrm.synth.scenes import (
     render_frame,
     sample_video_spec,
 )
-from agentrm.synth.teacher import fmt, range_call, scan
+from agentrm.synth.teacher import fmt, note, range_call, scan
 from agentrm.trace import FrameRef
 from agentrm.video.resize import resize_rgb, visual_tokens
 
@@ -162,6 +169,27 @@ def induction_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Conte
     return Context([Message("user", [TextPart(f"List: {labels} Repeat?")])]), labels
 
 
+def verdict_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    """The last step of every episode, as text: the notes (what each video's frames showed, colours vs the
+    prompt's) -> the verdicts JSON, by the task's own labelling rule (`pair_labels`). Why: after the search, a
+    model must turn its notes into per-dimension verdicts — a small rule a pretrained LM follows from the
+    instructions, but which the random-init model only meets once per trace and collapsed to a constant on
+    (all "tie"). Many short examples teach the rule itself. (`cue` is unused: every kind takes it.)"""
+    from agentrm.synth.generate import TA_ERROR_P, pair_defects, pair_labels
+
+    colours = list(COLOURS)
+    want = colours[int(rng.integers(len(colours)))]
+    specs = []
+    for defect in pair_defects(rng):
+        others = [c for c in colours if c != want]
+        colour = others[int(rng.integers(len(others)))] if rng.uniform() < TA_ERROR_P else want
+        specs.append(sample_video_spec(rng, 240, SHAPES[0], colour, "orbit", defect))
+    labels, _ = pair_labels(specs, want)
+    notes = " ".join(note(v, s.defect.kind if s.defect else None) for v, s in enumerate(specs, 1))
+    text = f"Notes: {notes} Prompt {want}; v1 {specs[0].colour}, v2 {specs[1].colour}. Verdicts?"
+    return Context([Message("user", [TextPart(text)])]), json.dumps({d: labels[d] for d in ("VQ", "MQ", "TA", "OA")})
+
+
 def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
     """Left-padded batch with labels on the answer tokens only (-100 elsewhere)."""
     import torch
@@ -180,7 +208,7 @@ def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
 
 KINDS: dict[str, Callable[[np.random.Generator, Cue], tuple[Context, str]]] = {
     "pointing": pointing_example, "reading": reading_example, "marking": marking_example,
-    "induction": induction_example, "scanning": scanning_example,
+    "induction": induction_example, "scanning": scanning_example, "verdict": verdict_example,
 }
 
 

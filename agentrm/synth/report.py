@@ -128,9 +128,10 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
               "Task (design and why: `agentrm/synth/scenes.py`): 1-5 minute 112x112 videos at 2 fps of a coloured "
               "shape moving as the prompt says; VQ/MQ defects last ~1/50 of the video and are mean-preserving "
               "checkerboards (invisible at the overview's 56x56), a vanished object or a doubled (ghost) object; "
-              "every video dims slowly once and snaps back (the weak cue), and a defect always starts at the snap. "
-              "Agentic: 8 low-detail overview frames per video, then one high-detail range per video (the "
-              "teacher: from the darkest overview frame to the next). Uniform: 12 high-detail frames per video, one "
+              f"every video's background changes slowly once ({plan.cue}) and snaps back (the "
+              "weak cue), and a defect always starts at the snap. Agentic: 8 low-detail overview frames per video, "
+              "then one high-detail range per video (the teacher scans the overview frames in order, each plain "
+              "or odd, and zooms from the last odd one to the next). Uniform: 12 high-detail frames per video, one "
               "turn — the same 384-token visual budget. Same base model, data, recipe and seeds for both arms.", ""]
     if stage0:
         lines += ["Stage 0 (perception pretraining, shared by both arms; greedy on fresh examples, share exactly "

@@ -19,12 +19,15 @@ coloured shape (circle or square; red, green, blue or yellow) on a grey gradient
     `ghost`: the object is doubled, the frame-interpolation artefact) are visible only on the few frames they
     last. Every defect is readable from one frame, so a model never has to compare frames to see it.
 (c) Like real videos, there are weak cues that make searching better than blind: a defect always starts where its
-    video's dimming snaps back. The dimming survives low detail, so a searcher goes overview (darkest overview
-    frame k) -> one high-detail range from frame k's timestamp to frame k+1's (8 frames, spaced closer than the
-    defect is long, so one always lands on it) -> verdict. Both range ends are *copied* from frame labels next to
-    the darkest frame (no arithmetic), which is what makes the policy learnable by a small model. The distractor
-    disturbance of a clean video looks the same until the zoom. A same-budget uniform model (12 high-detail
-    frames per video) hits a defect only by luck (~1 in 4).
+    video's disturbance snaps back. The disturbance (`cue`: the background dims, or turns magenta — the tint
+    survives the vision tower's normalisation far better, see docs/learning_proof/NOTES.md) deepens over two
+    overview spacings, so the last overview frame before the snap is always clearly disturbed and the one after
+    it is clean. It survives low detail, so a searcher goes overview -> scan the frames in order (plain, odd, ...)
+    -> one high-detail range from the last odd frame's timestamp to the next frame's (8 frames, spaced closer
+    than the defect is long, so one always lands on it) -> verdict. Both range ends are *copied* from frame
+    labels the scan has just written (no arithmetic), which is what makes the policy learnable by a small
+    model. The distractor disturbance of a clean video looks the same until the zoom. A same-budget uniform
+    model (12 high-detail frames per video) hits a defect only by luck (~1 in 4).
 Text alignment (TA) errors contradict the prompt globally (the object has another colour than the prompt says),
 so they are visible in any frame: the task does not pretend every dimension needs search.
 

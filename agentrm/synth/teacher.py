@@ -92,11 +92,13 @@ def findings(images: list[ImagePart]) -> list[tuple[FrameRef, str]]:
     return out
 
 
+def note(video: int, kind: str | None) -> str:
+    """The teacher's note on one video: "v1: clean." or "v2: glitch (VQ)."."""
+    return f"v{video}: clean." if kind is None else f"v{video}: {DEFECT_WORDS[kind]} ({DEFECT_DIM[kind]})."
+
+
 def describe(video: int, found: list[tuple[FrameRef, str]]) -> str:
-    if not found:
-        return f"v{video}: clean."
-    kind = found[0][1]
-    return f"v{video}: {DEFECT_WORDS[kind]} ({DEFECT_DIM[kind]})."
+    return note(video, found[0][1] if found else None)
 
 
 def _groups(context: Context) -> list[list[ImagePart]]:

@@ -262,3 +262,29 @@ def test_study_cli_writes_a_curve_and_names_unknown_kinds(tmp_path: Path, capsys
     assert main(["synth", "study", "--out", str(out), "--kinds", "induction", "--steps", "2", "--eval-every", "1"]) == 0
     rows = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and set(rows[0]) == {"step", "loss", "induction"}
+
+
+def test_verdict_examples_follow_the_labelling_rule() -> None:
+    """Verdicts re-derived from the example's own text: a video loses VQ/MQ when its note names a defect of that
+    dimension (tie when both or neither), TA when its colour is not the prompt's, OA when it has more problems."""
+    import json
+    import re
+
+    import numpy as np
+
+    from agentrm.synth.pretrain import verdict_example
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(40):
+        ctx, answer = verdict_example(rng)
+        text = ctx.messages[0].text
+        dims = {int(v): d for v, d in re.findall(r"v(\d): \w+ \((VQ|MQ)\)", text)}
+        want, c1, c2 = re.search(r"Prompt (\w+); v1 (\w+), v2 (\w+)\.", text).groups()  # type: ignore[union-attr]
+        flags = [{"VQ": dims.get(v) == "VQ", "MQ": dims.get(v) == "MQ", "TA": c != want} for v, c in ((1, c1), (2, c2))]
+        expect = {d: "tie" if flags[0][d] == flags[1][d] else ("2" if flags[0][d] else "1") for d in ("VQ", "MQ", "TA")}
+        p1, p2 = (sum(f.values()) for f in flags)
+        expect["OA"] = "tie" if p1 == p2 else ("1" if p1 < p2 else "2")
+        assert json.loads(answer) == expect, text
+        seen |= {expect["OA"], expect["TA"]}
+    assert seen == {"1", "2", "tie"}
