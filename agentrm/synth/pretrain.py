@@ -9,16 +9,16 @@ perception skills from many short, cheap examples instead — thousands per minu
 so it helps the uniform baseline as much as the agentic one; it teaches no search policy and no verdicts.
 
 Kinds of examples, in the episode's own layout (frame labels, detail levels, sentence forms); the experiment
-trains on the first four (`agentrm.synth.experiment.STAGE0_KINDS`):
+trains on the first three (`agentrm.synth.experiment.STAGE0_KINDS`):
 - scanning: the 8 low-detail overview frames of two videos -> the asked video's scan and zoom call, exactly as
   the agentic teacher writes them ("v2: 12.5s plain, 38.5s odd, 64.0s plain. <tool_call>...");
 - reading: 4 labelled high-detail frames of one video (a defect frame among them 60 % of the time when the video
   has one) -> "v1: flicker (VQ). v1 red." or "v1: clean. v1 red.";
 - induction: a list of labels, then the list again — plain copying by token match, the circuit the scan's
   "next label" relies on (it forms in a few hundred steps; `agentrm.synth.study`);
-- verdict: the notes and colours as text -> the verdicts JSON (the task's labelling rule);
-- pointing / marking (diagnostics for the study, not trained by the experiment): name the darkest overview
-  frame and the next ("v2 dims at 40.0s; next 52.5s."), from pixels or from a written `dark`/`lit` mark.
+- verdict, pointing, marking (tried or diagnostic, not trained by the experiment): notes and colours as text ->
+  the verdicts JSON; naming the darkest overview frame and the next ("v2 dims at 40.0s; next 52.5s.") from
+  pixels, or from a written `dark`/`lit` mark.
 
 Encoding and batching go through `HFEngine.encode` / `collate` (the same code that serves the model), the loss
 is on the answer tokens only.
