@@ -100,13 +100,19 @@ def _pointing_answer(spec: VideoSpec, video: int) -> str:
     return f"v{video} dims at {fmt(idx[k] / spec.fps)}s; next {fmt(idx[k + 1] / spec.fps)}s."
 
 
-def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+def _overview(rng: np.random.Generator, cue: Cue) -> tuple[list[VideoSpec], list[Any], int]:
+    """Two fresh videos' low-detail overview frames (labelled, as the episode shows them) and the video to ask
+    about."""
     specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
     parts: list[Any] = [TextPart("Overview:")]
     for v, spec in enumerate(specs, 1):
         for i in overview_indices(spec.num_frames):
             parts += _frame(spec, v, i, LOW)
-    v = int(rng.integers(1, 3))
+    return specs, parts, int(rng.integers(1, 3))
+
+
+def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    specs, parts, v = _overview(rng, cue)
     parts.append(TextPart(f"Darkest of v{v}?"))
     return Context([Message("user", parts)]), _pointing_answer(specs[v - 1], v)
 
@@ -114,12 +120,7 @@ def pointing_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Contex
 def scanning_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
     """The agentic teacher's first move on the overview of two videos: the asked video's scan (its labels in
     order, each frame plain or odd) and the zoom call on the last odd frame's range."""
-    specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
-    parts: list[Any] = [TextPart("Overview:")]
-    for v, spec in enumerate(specs, 1):
-        for i in overview_indices(spec.num_frames):
-            parts += _frame(spec, v, i, LOW)
-    v = int(rng.integers(1, 3))
+    _, parts, v = _overview(rng, cue)
     parts.append(TextPart(f"Scan v{v}?"))
     mine = [p for p in parts if isinstance(p, ImagePart) and p.ref.video == v]
     text, k = scan(v, mine)
@@ -190,7 +191,7 @@ def verdict_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     return Context([Message("user", [TextPart(text)])]), json.dumps({d: labels[d] for d in ("VQ", "MQ", "TA", "OA")})
 
 
-def _batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
+def answer_batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, Any]:
     """Left-padded batch with labels on the answer tokens only (-100 elsewhere)."""
     import torch
 
@@ -227,7 +228,7 @@ def train_steps(model: Any, engine: Any, kinds: tuple[str, ...], steps: int, bat
     t0, recent = time.perf_counter(), []
     for step in range(steps):
         examples = [KINDS[kinds[j % len(kinds)]](rng, cue) for j in range(batch_size)]
-        loss = model(**_batch(engine, examples)).loss
+        loss = model(**answer_batch(engine, examples)).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

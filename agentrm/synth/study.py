@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agentrm.synth.pretrain import KINDS, Cue, _batch, train_steps
+from agentrm.synth.pretrain import KINDS, Cue, answer_batch, train_steps
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def timestamp_accuracy(model: Any, engine: Any, examples: list[tuple[Any, str]])
     teacher-forced argmax. Works for atomic and digit-split timestamps alike."""
     import torch
 
-    batch = _batch(engine, examples)
+    batch = answer_batch(engine, examples)
     labels = batch.pop("labels")
     with torch.no_grad():
         logits = model(**batch).logits

@@ -69,7 +69,7 @@ def scan(video: int, images: list[ImagePart]) -> tuple[str, int]:
         words.append(f"{fmt(p.ref.timestamp_s)}s {SCAN_WORDS[odd[j]]}")
         if odd[j]:
             k = j
-        elif k >= 0 or j == len(images) - 1:
+        elif k >= 0:
             break
     if k < 0:  # nothing odd (not in this task: every video has a disturbance): the darkest frame
         k = _darkest(images)
