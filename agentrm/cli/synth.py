@@ -2,7 +2,7 @@
 
     agentrm synth generate --out synth/ [--train 160 --dev 20 --test 60 --seed 0]   videos, items, teacher traces
     agentrm synth experiment --out docs/learning_proof --work runs/learning_proof [--ship]   the experiment (~1 h)
-    agentrm synth study --out runs/study --kinds scanning,induction --steps 1200 [--cue tint]   stage-0 curves
+    agentrm synth study --out runs/study --kinds reading --steps 600 [--vision-steps 1000]   stage-0 curves
 
 See agentrm.synth.scenes for the task design and agentrm.synth.experiment for the experiment.
 """
@@ -13,6 +13,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from agentrm.synth.experiment import Plan
+
     sub = p.add_subparsers(dest="synth_command", required=True, metavar="ACTION")
     g = sub.add_parser("generate", help="write videos, pairwise/pointwise items and teacher traces per split")
     g.add_argument("--out", required=True, help="output directory")
@@ -30,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--quick", action="store_true", help="a few-minute smoke run (tiny sizes), not the real result")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--ship", action="store_true", help="package the RS-SFT agentic model as agentrm demo's default")
-    e.add_argument("--train", type=int, help="training pairs (default: the plan's 160)")
-    e.add_argument("--cold-epochs", type=float, help="cold-start epochs (default: the plan's 10)")
+    e.add_argument("--train", type=int, help=f"training pairs (default: the plan's {Plan.train})")
+    e.add_argument("--cold-epochs", type=float, help=f"cold-start epochs (default: the plan's {Plan.cold_epochs})")
     st = sub.add_parser("study", help="train a fresh model on stage-0 kinds; curve of teacher-forced accuracy")
     st.add_argument("--out", required=True, help="output directory (curve.jsonl, the study's base model)")
     st.add_argument("--kinds", default="scanning,induction", help="comma-separated stage-0 kinds")
@@ -39,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     st.add_argument("--eval-every", type=int, default=100)
     st.add_argument("--cue", choices=("dim", "tint"), default="tint")
     st.add_argument("--lr", type=float, default=1e-3)
+    st.add_argument("--vision-steps", type=int, default=0, help="vision warm-up steps before the kinds")
     st.add_argument("--seed", type=int, default=0)
 
 
@@ -78,7 +81,8 @@ def _study(args: argparse.Namespace) -> int:
         console.print(f"--kinds: unknown {unknown or 'none given'}; choose from {', '.join(KINDS)}")
         return 2
     torch.set_num_threads(1)
-    rows = run_study(args.out, kinds, args.steps, args.eval_every, lr=args.lr, seed=args.seed, cue=args.cue)
+    rows = run_study(args.out, kinds, args.steps, args.eval_every, lr=args.lr, seed=args.seed, cue=args.cue,
+                     vision_steps=args.vision_steps)
     for row in rows:
         console.print("  ".join(f"{k} {v}" for k, v in row.items()))
     console.print(f"Curve: {args.out}/curve.jsonl")

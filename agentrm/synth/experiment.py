@@ -52,7 +52,8 @@ class Plan:
 
     train: int = 1500
     test: int = 80
-    pretrain_steps: int = 2000  # stage 0 (agentrm.synth.pretrain), batches of 16 short examples
+    vision_steps: int = 1000  # stage 0a (agentrm.synth.vision): the vision tower learns what frames show
+    pretrain_steps: int = 2000  # stage 0b (agentrm.synth.pretrain), batches of 16 short examples
     min_s: float = 60.0
     max_s: float = 300.0
     cold_epochs: float = 3.0
@@ -74,8 +75,8 @@ STAGE0_KINDS = ("scanning", "reading", "induction")
 PROBE_KINDS = ("scanning", "reading")
 
 
-QUICK = Plan(train=6, test=4, pretrain_steps=2, min_s=60.0, max_s=130.0, cold_epochs=1.0, rs_items=3, rs_k=2,
-             sft_epochs=1.0, sft_teacher=4, untrained_items=2)
+QUICK = Plan(train=6, test=4, vision_steps=2, pretrain_steps=2, min_s=60.0, max_s=130.0, cold_epochs=1.0,
+             rs_items=3, rs_k=2, sft_epochs=1.0, sft_teacher=4, untrained_items=2)
 
 
 def _train_overrides(model: str, traces: list[str], prompts: str, out: str, epochs: float, lr: float,
@@ -194,17 +195,20 @@ def teacher_stage(data: str, policy: str) -> tuple[dict[str, str], int]:
     return files, bad
 
 
-def stage0(base: str, out: str, steps: int, seed: int, probe_n: int, cue: Cue) -> dict[str, float]:
-    """Perception pretraining (in a worker process, both cores: nothing else runs then); returns the stage-0
-    model's probe scores, also written to `out`/probe.json."""
+def stage0(base: str, out: str, plan: Plan, seed: int, probe_n: int) -> dict[str, float]:
+    """Perception pretraining (in a worker process, both cores: nothing else runs then); returns the vision
+    warm-up's probe accuracies ("vision_high_colour", ...) and the stage-0 model's probe scores, also written to
+    `out`/probe.json."""
     _one_thread(2)
     from agentrm.synth.pretrain import pretrain, probe
 
     path = Path(out) / "probe.json"
     if path.is_file():
         return dict(json.loads(path.read_text()))
-    pretrain(base, out, steps=steps, seed=seed, kinds=STAGE0_KINDS, cue=cue)
-    scores = probe(out, n=probe_n, kinds=PROBE_KINDS, cue=cue)
+    pretrain(base, out, steps=plan.pretrain_steps, seed=seed, kinds=STAGE0_KINDS, cue=plan.cue,
+             vision_steps=plan.vision_steps)
+    vision = json.loads((Path(out) / "vision.json").read_text())
+    scores = {f"vision_{k}": v for k, v in vision.items()} | probe(out, n=probe_n, kinds=PROBE_KINDS, cue=plan.cue)
     path.write_text(json.dumps(scores))
     return scores
 
@@ -278,8 +282,7 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     # 2b. stage 0: perception pretraining, shared by both arms (see agentrm.synth.pretrain for why)
     t = time.perf_counter()
     with _spawn_pool(1) as ex:
-        probe0 = ex.submit(stage0, str(base), str(work / "base_stage0"), plan.pretrain_steps, seed,
-                           4 if quick else 40, plan.cue).result()
+        probe0 = ex.submit(stage0, str(base), str(work / "base_stage0"), plan, seed, 4 if quick else 40).result()
     start = str(work / "base_stage0")
     log.info("stage 0 probe (share exactly right): %s", probe0)
     timings["stage0"] = time.perf_counter() - t

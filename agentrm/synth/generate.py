@@ -85,7 +85,7 @@ def experiment_config() -> ScoreConfig:
     ep.limits.max_turns = 4
     ep.limits.max_frames_per_call = 8
     ep.limits.max_total_frames = 24
-    ep.limits.max_new_tokens = 120
+    ep.limits.max_new_tokens = 240  # the uniform teacher reads 24 frames one by one: ~210 tokens
     ep.limits.max_context_tokens = 4096
     ep.tools = ["select_range"]
     cfg.concurrency = 4

@@ -12,8 +12,8 @@ Kinds of examples, in the episode's own layout (frame labels, detail levels, sen
 trains on the first three (`agentrm.synth.experiment.STAGE0_KINDS`):
 - scanning: the 8 low-detail overview frames of two videos -> the asked video's scan and zoom call, exactly as
   the agentic teacher writes them ("v2: 12.5s plain, 38.5s odd, 64.0s plain. <tool_call>...");
-- reading: 4 labelled high-detail frames of one video (a defect frame among them 60 % of the time when the video
-  has one) -> "v1: flicker (VQ). v1 red." or "v1: clean. v1 red.";
+- reading: a zoom's 8 labelled high-detail frames of one video -> read frame by frame as the teacher does
+  ("v1 frames: 30.5s ok, 31.5s flicker. v1: flicker (VQ). v1 red.");
 - induction: a list of labels, then the list again — plain copying by token match, the circuit the scan's
   "next label" relies on (it forms in a few hundred steps; `agentrm.synth.study`);
 - verdict, pointing, marking (tried or diagnostic, not trained by the experiment): notes and colours as text ->
@@ -41,8 +41,6 @@ from agentrm.engines.base import Context, ImagePart, Message, TextPart
 from agentrm.synth.generate import COMPACT_PROMPTS
 from agentrm.synth.scenes import (
     COLOURS,
-    DEFECT_DIM,
-    DEFECT_WORDS,
     FPS,
     MOTIONS,
     SHAPES,
@@ -54,7 +52,8 @@ from agentrm.synth.scenes import (
     render_frame,
     sample_video_spec,
 )
-from agentrm.synth.teacher import fmt, note, range_call, scan
+from agentrm.synth.teacher import RANGE_COUNT, fmt, note, range_call, read_frames, scan
+from agentrm.tools.select_range import evenly_spaced
 from agentrm.trace import FrameRef
 from agentrm.video.resize import resize_rgb, visual_tokens
 
@@ -142,21 +141,28 @@ def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     return Context([Message("user", parts)]), _pointing_answer(specs[v - 1], v)
 
 
+_RESULT = jinja2.Template(COMPACT_PROMPTS["tool_result.j2"])  # the episode's own tool-result header
+
+
 def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
-    spec = _spec(rng, defect_p=0.6, cue=cue)
+    """A zoom's result as the episode shows it — 8 labelled high-detail frames of one video between two
+    neighbouring overview frames — read frame by frame exactly as the teacher reads it, plus the object's colour:
+    "v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ). v1 red." The range is the one the scan zooms on (so a
+    defect, if any, shows on one of its frames) for clean videos and 80 % of defective ones, and another
+    overview gap otherwise (a zoom that missed: every frame is ok); 60 % of the examples show a defect."""
+    spec = _spec(rng, defect_p=0.75, cue=cue)
     v = int(rng.integers(1, 3))
-    frames = sorted(int(i) for i in rng.choice(spec.num_frames, size=4, replace=False))
-    d = spec.defect
-    if d is not None and rng.uniform() < 0.6:
-        frames[int(rng.integers(4))] = int(rng.integers(d.start, d.end))
-        frames = sorted(set(frames))
-    shown = d is not None and any(d.start <= i < d.end for i in frames)
-    parts: list[Any] = [TextPart("Frames:")]
+    idx = overview_indices(spec.num_frames)
+    k = _cue_slot(spec)
+    if spec.defect is not None and rng.uniform() >= 0.8:
+        k = int(rng.choice([j for j in range(len(idx) - 1) if j != k]))
+    frames = evenly_spaced(idx[k], idx[k + 1], RANGE_COUNT)
+    parts: list[Any] = []
     for i in frames:
         parts += _frame(spec, v, i, SIZE)
-    parts.append(TextPart(f"Check v{v}?"))
-    note = f"v{v}: {DEFECT_WORDS[d.kind]} ({DEFECT_DIM[d.kind]})." if shown and d else f"v{v}: clean."
-    return Context([Message("user", parts)]), f"{note} v{v} {spec.colour}."
+    head = _RESULT.render(frames=[p.ref for p in parts if isinstance(p, ImagePart)])
+    text, _ = read_frames(v, [p for p in parts if isinstance(p, ImagePart)])
+    return Context([Message("user", [TextPart(head), *parts, TextPart(f"Read v{v}?")])]), f"{text} v{v} {spec.colour}."
 
 
 def induction_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
@@ -247,13 +253,15 @@ def train_steps(model: Any, engine: Any, kinds: tuple[str, ...], steps: int, bat
 
 def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: int = 16, lr: float = 1e-3,
              seed: int = 0, kinds: tuple[str, ...] = ("pointing", "reading"),
-             cue: Cue = "dim") -> Path:
-    """Train `base` (a model dir) on stage-0 examples (`kinds` share each batch equally); write the result to
+             cue: Cue = "dim", vision_steps: int = 0) -> Path:
+    """Train `base` (a model dir): `vision_steps` of vision warm-up (`agentrm.synth.vision`; its probe scores go to
+    `out`/vision.json), then `steps` on stage-0 examples (`kinds` share each batch equally); write the result to
     `out` (same layout). Returns `out`. Skipped when `out` already holds a model (the experiment resumes)."""
     import torch
 
     from agentrm.checkpoint import load
     from agentrm.engines.hf import HFEngine
+    from agentrm.synth.vision import vision_warmup
 
     out = Path(out)
     if (out / "config.json").is_file():
@@ -262,10 +270,13 @@ def pretrain(base: str | Path, out: str | Path, steps: int = 1500, batch_size: i
     rng = np.random.default_rng([seed, 99])
     rm = load(str(base), dtype="float32", device="cpu")
     model = rm.model
+    vision = vision_warmup(model, rm.processor, vision_steps, np.random.default_rng([seed, 98]), cue) \
+        if vision_steps else {}
     train_steps(model, HFEngine(rm), kinds, steps, batch_size, lr, rng, cue)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     rm.processor.save_pretrained(out)
+    (out / "vision.json").write_text(json.dumps(vision), encoding="utf-8")
     return out
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -45,9 +45,11 @@ def _is_number(token: str) -> bool:
     return any(c.isdigit() for c in token)
 
 
-def timestamp_accuracy(model: Any, engine: Any, examples: list[tuple[Any, str]]) -> float:
-    """Share of `examples` whose answer tokens holding digits (timestamps, video numbers) are all the model's
-    teacher-forced argmax. Works for atomic and digit-split timestamps alike."""
+def teacher_forced_accuracy(model: Any, engine: Any, examples: list[tuple[Any, str]],
+                            part: Literal["numbers", "words"] = "numbers") -> float:
+    """Share of `examples` whose answer tokens of one `part` are all the model's teacher-forced argmax: "numbers"
+    (tokens holding digits: timestamps, video numbers; atomic or digit-split alike) or "words" (all others: the
+    scan's plain/odd, a reading's ok/defect words, the note, the colour)."""
     import torch
 
     batch = answer_batch(engine, examples)
@@ -56,16 +58,18 @@ def timestamp_accuracy(model: Any, engine: Any, examples: list[tuple[Any, str]])
         logits = model(**batch).logits
     pred, target = logits[:, :-1].argmax(-1), labels[:, 1:]
     tokens = engine.tokenizer.convert_ids_to_tokens(target.clamp(min=0).flatten().tolist())
-    numeric = torch.tensor([_is_number(t) for t in tokens]).view_as(target) & (target != -100)
-    right = ((pred == target) | ~numeric).all(dim=1)
+    numeric = torch.tensor([_is_number(t) for t in tokens]).view_as(target)
+    scored = (numeric if part == "numbers" else ~numeric) & (target != -100)
+    right = ((pred == target) | ~scored).all(dim=1)
     return float(right.float().mean())
 
 
 def run_study(out: str | Path, kinds: tuple[str, ...], steps: int, eval_every: int = 100,
               base: str | Path | None = None, lr: float = 1e-3, batch_size: int = 16, n_eval: int = 48, seed: int = 0,
-              cue: Cue = "dim") -> list[dict[str, float]]:
-    """Train a fresh study model (or `base`) on `kinds` for `steps`; every `eval_every` steps append
-    {step, loss, <kind>: accuracy} to `out/curve.jsonl`. Returns the rows."""
+              cue: Cue = "dim", vision_steps: int = 0) -> list[dict[str, float]]:
+    """Train a fresh study model (or `base`) on `kinds` for `steps`, after `vision_steps` of vision warm-up
+    (`agentrm.synth.vision`); every `eval_every` steps append {step, loss, <kind>: numbers accuracy,
+    <kind>_words: words accuracy} to `out/curve.jsonl`. Returns the rows."""
     import torch
 
     from agentrm.checkpoint import load
@@ -78,6 +82,10 @@ def run_study(out: str | Path, kinds: tuple[str, ...], steps: int, eval_every: i
     torch.manual_seed(seed)
     rm = load(str(base), dtype="float32", device="cpu")
     engine = HFEngine(rm)
+    if vision_steps:
+        from agentrm.synth.vision import vision_warmup
+
+        vision_warmup(rm.model, rm.processor, vision_steps, np.random.default_rng([seed, 98]), cue)
     held_out = np.random.default_rng([seed, 123])
     evalsets = {k: [KINDS[k](held_out, cue) for _ in range(n_eval)] for k in kinds}
     rows: list[dict[str, float]] = []
@@ -87,7 +95,9 @@ def run_study(out: str | Path, kinds: tuple[str, ...], steps: int, eval_every: i
     def evaluate(step: int, loss: float) -> None:
         rm.model.eval()
         row = {"step": step, "loss": round(loss, 4)}
-        row |= {k: round(timestamp_accuracy(rm.model, engine, ex), 3) for k, ex in evalsets.items()}
+        for k, ex in evalsets.items():
+            row[k] = round(teacher_forced_accuracy(rm.model, engine, ex), 3)
+            row[f"{k}_words"] = round(teacher_forced_accuracy(rm.model, engine, ex, "words"), 3)
         rows.append(row)
         with curve.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -9,14 +9,20 @@ the labels (`TeacherStats.mismatches`; 0 expected — it is the check that the s
 Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
     turn 1: overview -> scan video 1's overview frames in order, up to the first plain one after the odd
             (dimmed) ones -> select_range(1, t[k], t[k+1], 8, detail="high") with k the last odd frame
-    turn 2: note what video 1's range shows ("v1: flicker (VQ)." or "v1: clean."), same search for video 2
-    turn 3: note video 2, the object's colour vs the prompt's, then the verdicts
+    turn 2: read video 1's range frame by frame ("v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ)."), same
+            search for video 2
+    turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's, then the verdicts
 Every number the teacher writes is copied from a frame label (in order, by the scan), and its sentences are
 short and fixed in form, so most of what a model must learn is the few deciding tokens (two timestamps per
-video, a defect word, a colour, the verdicts).
+video, a word per frame, a colour, the verdicts).
 
-Uniform policy (the same-budget baseline): one turn; it notes what its 12 high-detail frames per video show and
-answers — the same recipe, without the search.
+Why frame by frame: round 3's models zoomed onto the defect on 55 % of defective videos and still wrote
+"v1: clean." for every video (docs/learning_proof/NOTES.md): "does any of these 8 frames show a defect" in one
+word is a lookup over 128 image tokens, while "what does the frame after this label show" is the one-frame,
+local judgement that made the overview scan learnable. The note then restates the word just written.
+
+Uniform policy (the same-budget baseline): one turn; it reads its 12 high-detail frames per video the same way
+and answers — the same recipe, without the search.
 """
 
 from __future__ import annotations
@@ -82,23 +88,22 @@ def range_call(video: int, refs: list[FrameRef], k: int) -> str:
     return '<tool_call>{"name": "select_range", "arguments": {' + args + "}}</tool_call>"
 
 
-def findings(images: list[ImagePart]) -> list[tuple[FrameRef, str]]:
-    """(frame, defect kind) for every frame that shows a defect (each kind is readable from one frame)."""
-    out = []
-    for p in images:
-        kind = check_frame(p.pixels)
-        if kind is not None:
-            out.append((p.ref, kind))
-    return out
-
-
 def note(video: int, kind: str | None) -> str:
     """The teacher's note on one video: "v1: clean." or "v2: glitch (VQ)."."""
     return f"v{video}: clean." if kind is None else f"v{video}: {DEFECT_WORDS[kind]} ({DEFECT_DIM[kind]})."
 
 
-def describe(video: int, found: list[tuple[FrameRef, str]]) -> str:
-    return note(video, found[0][1] if found else None)
+def read_frames(video: int, images: list[ImagePart]) -> tuple[str, str | None]:
+    """High-detail frames read in order, `ok` or the defect's word each, up to the first defective one, then the
+    note: ("v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ).", "ghost"). Every defect shows on one frame
+    (`check_frame`), so each word judges the image right after the label it follows."""
+    words, kind = [], None
+    for p in images:
+        kind = check_frame(p.pixels)
+        words.append(f"{fmt(p.ref.timestamp_s)}s {DEFECT_WORDS[kind] if kind else 'ok'}")
+        if kind is not None:
+            break
+    return f"v{video} frames: " + ", ".join(words) + ". " + note(video, kind), kind
 
 
 def _groups(context: Context) -> list[list[ImagePart]]:
@@ -120,32 +125,36 @@ class Teacher:
         self.items = {i.id: i for i in items}
         self.cfg = cfg
         self.policy = policy
-        self.notes: dict[str, dict[int, list[tuple[FrameRef, str]]]] = defaultdict(dict)
+        self.found: dict[str, dict[int, str | None]] = defaultdict(dict)  # sample -> video -> defect read
         self.stats = TeacherStats()
 
     def __call__(self, context: Context) -> ScriptTurn:
         if self.policy == "uniform":
             return self._uniform(context)
         t = context.turn
+        read = self._read_latest(context)
         if t <= 2:
             video = t
             ov = [p for p in _groups(context)[0] if p.ref.video == video]
             text, k = scan(video, ov)
-            note = self._note(context, 1) + " " if t == 2 else ""
-            think = f"<think>{note}{text}</think>"
+            think = f"<think>{read + ' ' if read else ''}{text}</think>"
             return ScriptTurn(think + range_call(video, [p.ref for p in ov], k))
-        return self._answer(context, self._note(context, 1) + " " + self._note(context, 2))
+        return self._answer(context, f"{read} {self._notes(context.sample_id)}")
 
-    def _note(self, context: Context, video: int) -> str:
-        """Findings of `video`'s high-detail range (read from the context when it is the latest result)."""
-        notes = self.notes[context.sample_id]
+    def _read_latest(self, context: Context) -> str:
+        """The frame-by-frame reading of the latest tool result when it is a high-detail range ("" otherwise)."""
         groups = _groups(context)
         latest = groups[-1] if len(groups) > 1 else []
-        if latest and latest[0].ref.video == video and latest[0].ref.detail == "high":
-            notes[video] = findings(latest)
-        if video not in notes:
-            return f"v{video}: not checked."
-        return describe(video, notes[video])
+        if not latest or latest[0].ref.detail != "high":
+            return ""
+        text, kind = read_frames(latest[0].ref.video, latest)
+        self.found[context.sample_id][latest[0].ref.video] = kind
+        return text
+
+    def _notes(self, sample_id: str) -> str:
+        """Both videos' notes side by side, the form the verdicts are read from."""
+        found = self.found[sample_id]
+        return " ".join(note(v, found[v]) if v in found else f"v{v}: not checked." for v in (1, 2))
 
     def _colours(self, context: Context, item: Item) -> str:
         hues: dict[int, str] = {}
@@ -157,22 +166,24 @@ class Teacher:
         parts = [f"v{v} {hues.get(v, '?')}" for v in sorted(hues)]
         return f"Prompt {want}; " + ", ".join(parts) + "."
 
-    def _answer(self, context: Context, notes: str) -> ScriptTurn:
+    def _answer(self, context: Context, reading: str) -> ScriptTurn:
         item = self.items[context.sample_id]
-        self._check(context, item)
+        self.stats.traces += 1
+        if self.policy == "agentic":  # the uniform view misses most defects by design: nothing to check
+            self._check(item)
         verdicts = {d: item.labels[d] for d in self.cfg.dims if d in item.labels}
         reward_tok = self.cfg.reward_token * self.cfg.num_videos
-        text = (f"<think>{notes} {self._colours(context, item)}</think>"
+        text = (f"<think>{reading.strip()} {self._colours(context, item)}</think>"
                 f"<answer>{json.dumps(verdicts)}</answer>{reward_tok}")
         return ScriptTurn(text, rewards=_label_rewards(verdicts, self.cfg.dims))
 
-    def _check(self, context: Context, item: Item) -> None:
+    def _check(self, item: Item) -> None:
         """Do the pixel findings predict the VQ/MQ labels? (TA is global: its hue check is in the text.)"""
-        self.stats.traces += 1
-        notes = self.notes.get(context.sample_id, {})
-        dims = {v: {DEFECT_DIM[k] for _, k in notes.get(v, [])} for v in (1, 2)}
-        for _, kind in notes.get(1, []) + notes.get(2, []):
-            self.stats.found[kind] += 1
+        found = self.found.get(item.id, {})
+        dims = {v: {DEFECT_DIM[k]} if (k := found.get(v)) else set() for v in (1, 2)}
+        for kind in found.values():
+            if kind is not None:
+                self.stats.found[kind] += 1
         for d in ("VQ", "MQ"):
             pred = "tie" if (d in dims[1]) == (d in dims[2]) else ("2" if d in dims[1] else "1")
             if d in item.labels and item.labels[d] != pred:
@@ -180,17 +191,12 @@ class Teacher:
                 return
 
     def _uniform(self, context: Context) -> ScriptTurn:
-        item = self.items[context.sample_id]
-        self.stats.traces += 1
         images = _groups(context)[0]
-        parts = []
+        reads = []
         for v in (1, 2):
-            mine = [p for p in images if p.ref.video == v]
-            parts.append(describe(v, findings(mine)))
-        verdicts = {d: item.labels[d] for d in self.cfg.dims if d in item.labels}
-        text = (f"<think>{' '.join(parts)} {self._colours(context, item)}</think>"
-                f"<answer>{json.dumps(verdicts)}</answer>{self.cfg.reward_token * self.cfg.num_videos}")
-        return ScriptTurn(text, rewards=_label_rewards(verdicts, self.cfg.dims))
+            text, self.found[context.sample_id][v] = read_frames(v, [p for p in images if p.ref.video == v])
+            reads.append(text)
+        return self._answer(context, f"{' '.join(reads)} {self._notes(context.sample_id)}")
 
 
 def _label_rewards(verdicts: dict[str, str | float], dims: list[str]) -> list[list[float]]:

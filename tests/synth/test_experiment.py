@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agentrm.synth.generate import generate, load_split, write_teacher_traces
@@ -95,7 +96,6 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
 
     import numpy as np
 
-    from agentrm.engines.base import ImagePart
     from agentrm.synth.pretrain import marking_example, pointing_example, reading_example, scanning_example
     from agentrm.synth.scenes import DEFECT_WORDS, check_frame, read_frame
 
@@ -127,15 +127,20 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
             assert call and int(call[1]) == v and (call[2], call[3]) == tuple(t for t, _ in listed[-2:])
             assert call[2] == f"{mine[k].ref.timestamp_s:.1f}", answer
     kinds = set()
-    for _ in range(12):
-        ctx, answer = reading_example(rng)
-        parts = ctx.messages[0].parts
-        shown = {check_frame(p.pixels) for p in parts if isinstance(p, ImagePart)} - {None}
-        assert len(shown) <= 1
-        word = DEFECT_WORDS[shown.pop()] if shown else "clean"
-        assert answer.split(": ")[1].startswith(word), answer
+    for _ in range(16):  # reading: a zoom's 8 frames in order, each ok or its defect, up to the first defect
+        ctx, answer = reading_example(rng, "tint")
+        images = ctx.images
+        assert len(images) == 8 and {p.ref.detail for p in images} == {"high"}
+        assert len({p.ref.video for p in images}) == 1 and ctx.messages[0].text.startswith("<tool_response>8 frames")
+        listed = re.findall(r"([\d.]+)s (\w+)", answer)
+        seen = [check_frame(p.pixels) for p in images]
+        want = [(f"{p.ref.timestamp_s:.1f}", DEFECT_WORDS[k] if k else "ok") for p, k in zip(images, seen, strict=True)]
+        first = next((j for j, k in enumerate(seen) if k), len(seen) - 1)
+        assert listed == want[: first + 1], answer
+        word = want[first][1] if seen[first] else "clean"
+        assert f"v{images[0].ref.video}: {word}" in answer, answer
         kinds.add(word)
-    assert "clean" in kinds and len(kinds) >= 2
+    assert "clean" in kinds and len(kinds) >= 3
 
 
 def test_stage0_trains_and_saves_a_loadable_model(data: Path, tmp_path: Path) -> None:
@@ -198,7 +203,7 @@ def test_induction_example_repeats_its_list() -> None:
         assert len(set(re.findall(r"\[v(\d) ", answer))) == 1
 
 
-def test_timestamp_accuracy_scores_teacher_forced_numbers(tmp_path: Path) -> None:
+def test_teacher_forced_accuracy_scores_numbers_and_words(tmp_path: Path) -> None:
     """1.0 when the model's argmax is the next token everywhere, 0.0 when it always says one other token; the
     study writes one curve row per evaluation with every kind's accuracy."""
     import json
@@ -209,7 +214,7 @@ def test_timestamp_accuracy_scores_teacher_forced_numbers(tmp_path: Path) -> Non
     from agentrm.checkpoint import load
     from agentrm.engines.hf import HFEngine
     from agentrm.synth.pretrain import induction_example
-    from agentrm.synth.study import build_study_model, run_study, timestamp_accuracy
+    from agentrm.synth.study import build_study_model, run_study, teacher_forced_accuracy
 
     torch.set_num_threads(1)
     base = build_study_model(tmp_path / "m", n_texts=40)
@@ -228,7 +233,8 @@ def test_timestamp_accuracy_scores_teacher_forced_numbers(tmp_path: Path) -> Non
 
     pre = rm.model.register_forward_pre_hook(keep_ids, with_kwargs=True)
     head = rm.model.get_output_embeddings().register_forward_hook(oracle)
-    assert timestamp_accuracy(rm.model, engine, examples) == 1.0
+    assert teacher_forced_accuracy(rm.model, engine, examples) == 1.0
+    assert teacher_forced_accuracy(rm.model, engine, examples, "words") == 1.0
     head.remove()
     space = engine.tokenizer.convert_tokens_to_ids("Ġ")
 
@@ -238,14 +244,16 @@ def test_timestamp_accuracy_scores_teacher_forced_numbers(tmp_path: Path) -> Non
         return out
 
     head = rm.model.get_output_embeddings().register_forward_hook(constant)
-    assert timestamp_accuracy(rm.model, engine, examples) == 0.0
+    assert teacher_forced_accuracy(rm.model, engine, examples) == 0.0
+    assert teacher_forced_accuracy(rm.model, engine, examples, "words") == 0.0
     head.remove()
     pre.remove()
 
     rows = run_study(tmp_path / "study", ("induction", "marking"), steps=2, eval_every=1, base=base, batch_size=2,
                      n_eval=2)
     assert [r["step"] for r in rows] == [1, 2]
-    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("induction", "marking")) and np.isfinite(rows[0]["loss"])
+    kinds = ("induction", "marking", "induction_words", "marking_words")
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in kinds) and np.isfinite(rows[0]["loss"])
     written = [json.loads(x) for x in (tmp_path / "study" / "curve.jsonl").read_text().splitlines()]
     assert written == rows
 
@@ -261,7 +269,7 @@ def test_study_cli_writes_a_curve_and_names_unknown_kinds(tmp_path: Path, capsys
     out = tmp_path / "study"
     assert main(["synth", "study", "--out", str(out), "--kinds", "induction", "--steps", "2", "--eval-every", "1"]) == 0
     rows = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2] and set(rows[0]) == {"step", "loss", "induction"}
+    assert [r["step"] for r in rows] == [1, 2] and set(rows[0]) == {"step", "loss", "induction", "induction_words"}
 
 
 def test_verdict_examples_follow_the_labelling_rule() -> None:
@@ -288,3 +296,43 @@ def test_verdict_examples_follow_the_labelling_rule() -> None:
         assert json.loads(answer) == expect, text
         seen |= {expect["OA"], expect["TA"]}
     assert seen == {"1", "2", "tie"}
+
+
+def test_vision_targets_follow_the_pixels_at_each_detail() -> None:
+    """The warm-up's labels: a checkerboard defect is a defect at high detail and gone at low (as the pixels say),
+    a vanished object has no colour, the last ramp frame before the snap is disturbed and the snap frame is not."""
+    from agentrm.synth.scenes import render_frame, sample_video_spec
+    from agentrm.synth.vision import COLOUR_CLASSES, DEFECT_CLASSES, frame_targets
+    from agentrm.video.resize import resize_rgb
+
+    rng = np.random.default_rng(0)
+    for kind in ("flicker", "texture", "vanish", "ghost"):
+        spec = sample_video_spec(rng, 400, "circle", "blue", "orbit", kind, "tint")
+        assert spec.defect is not None
+        i = spec.defect.start
+        high = render_frame(spec, i)
+        colour, defect, disturbed = frame_targets(spec, i, high)
+        assert DEFECT_CLASSES[defect] == kind and disturbed == 0
+        assert COLOUR_CLASSES[colour] == (None if kind == "vanish" else "blue")
+        low_defect = DEFECT_CLASSES[frame_targets(spec, i, resize_rgb(high, (56, 56)))[1]]
+        assert low_defect == (kind if kind in ("vanish", "ghost") else None)
+        assert frame_targets(spec, i - 1, render_frame(spec, i - 1)) == (COLOUR_CLASSES.index("blue"), 0, 1)
+
+
+def test_vision_warmup_trains_only_the_vision_tower_and_learns_colour(tmp_path: Path) -> None:
+    """150 warm-up steps move the vision tower (and nothing of the language model) and make the object's colour
+    readable from a frame's mean visual token: well above the 1-in-5 chance on fresh frames."""
+    import torch
+
+    from agentrm.checkpoint import load
+    from agentrm.synth.study import build_study_model
+    from agentrm.synth.vision import vision_warmup
+
+    torch.manual_seed(0)
+    rm = load(str(build_study_model(tmp_path / "m", cue="tint", n_texts=24)), dtype="float32", device="cpu")
+    before = {k: v.clone() for k, v in rm.model.state_dict().items()}
+    scores = vision_warmup(rm.model, rm.processor, 150, np.random.default_rng(1), "tint", batch_size=8)
+    changed = {k for k, v in rm.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".visual." in k or k.startswith("visual.") for k in changed), sorted(changed)[:5]
+    assert set(scores) == {f"{d}_{t}" for d in ("high", "low") for t in ("colour", "defect", "cue")}
+    assert scores["high_colour"] >= 0.6 and scores["low_colour"] >= 0.6, scores

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from agentrm.data.loaders import load_items
 from agentrm.synth.generate import experiment_config, generate, load_split, pair_labels, write_teacher_traces
 from agentrm.synth.scenes import (
     COLOURS,
+    DEFECT_WORDS,
     OVERVIEW_FRAMES,
     DefectSpec,
     VideoSpec,
@@ -21,7 +23,7 @@ from agentrm.synth.scenes import (
     read_frame,
     render_frame,
 )
-from agentrm.trace import AnswerEvent, ToolErrorEvent, ToolResultEvent, read_traces
+from agentrm.trace import AnswerEvent, ModelTurnEvent, ToolErrorEvent, ToolResultEvent, read_traces
 from agentrm.video import open_video
 from agentrm.video.resize import smart_resize
 
@@ -138,6 +140,14 @@ def test_teacher_finds_every_defect_and_answers_right(data: Path) -> None:
             if kind is not None:
                 assert spec.defect is not None
                 assert any(spec.defect.start <= f.index < spec.defect.end for f in high)
+        # the range is read frame by frame up to the first defective frame, whose label and word end the reading
+        texts = " ".join(e.text for e in tr.events if isinstance(e, ModelTurnEvent))
+        for v, kind in enumerate(items[tr.id].meta["defects"], 1):
+            reading = re.search(rf"v{v} frames: (.*?)\. v{v}: (\w+)", texts)
+            assert reading, texts
+            words = re.findall(r"[\d.]+s (\w+)", reading[1])
+            assert set(words[:-1]) <= {"ok"} and reading[2] == (DEFECT_WORDS[kind] if kind else "clean")
+            assert words[-1] == (DEFECT_WORDS[kind] if kind else "ok")
     upath, _ = asyncio.run(write_teacher_traces(data, "train", policy="uniform"))
     uni = read_traces(upath)
     assert all(t.num_turns == 1 and t.termination == "answer" and t.frames_viewed == 0 for t in uni)
