@@ -6,9 +6,10 @@ model on long videos? One command, fixed seeds, about an hour on 2 CPU cores:
 Stages (the agentic and the uniform arm run side by side, one process and one torch thread each):
 1. data: `agentrm.synth.generate` (train/test splits, 1-5 minute videos) and the teacher's traces per policy;
 2. model: `agentrm.synth.model` — a random-init Qwen2.5-VL (~1.5M parameters) with a task-trained tokenizer;
-   single-token timestamps, tied embeddings; then stage 0, `agentrm.synth.pretrain`: perception pretraining on
-   short examples (scan an overview and zoom on its odd frames, say what high-detail frames show, repeat a list
-   of labels), a stand-in for a pretrained backbone, shared by both arms;
+   single-token timestamps, tied embeddings; then stage 0, a stand-in for a pretrained backbone shared by both
+   arms: the vision warm-up (`agentrm.synth.vision`: what a frame shows becomes readable from its visual
+   tokens), then `agentrm.synth.pretrain` on short examples (scan an overview and zoom on its odd frames, read
+   a zoom's frames one by one, repeat a list of labels);
 3. cold start: `agentrm.train.cold_start` on the teacher traces (full fine-tuning, vision included: there is no
    pretrained anything to protect), one trajectory row per trace;
 4. rejection sampling: K sampled episodes per training item with the cold-start model, kept when every verdict

@@ -7,6 +7,8 @@ tokens each): after 1,500 cold-start steps it got 0 of 40 darkest-frame timestam
 perception skills from many short, cheap examples instead — thousands per minute, rendered straight from
 `agentrm.synth.scenes` (no video files) — before the cold start. **Both arms start from the same stage-0 model**,
 so it helps the uniform baseline as much as the agentic one; it teaches no search policy and no verdicts.
+It starts with a vision warm-up (`agentrm.synth.vision`, `vision_steps`): without it the language model could
+not read an object's colour off a frame reliably, let alone a defect.
 
 Kinds of examples, in the episode's own layout (frame labels, detail levels, sentence forms); the experiment
 trains on the first three (`agentrm.synth.experiment.STAGE0_KINDS`):

@@ -9,6 +9,7 @@ wrong), so they need no tie threshold; the head-margin accuracies are in eval/re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from agentrm.eval.metrics import bootstrap_ci
-from agentrm.trace import ToolResultEvent, Trace, WindowEvent, read_traces
+from agentrm.synth.scenes import DEFECT_WORDS
+from agentrm.trace import ModelTurnEvent, ToolResultEvent, Trace, WindowEvent, read_traces
 
 LONG_S = 120.0
 DIMS = ("VQ", "MQ", "TA", "OA")
@@ -49,6 +51,26 @@ def defect_seen(traces: list[Trace], specs: dict[str, dict[str, Any]]) -> float 
     return float(np.mean(hits)) if hits else None
 
 
+def notes_named(traces: list[Trace], specs: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """How right the run's notes are, per video (its last "v1: <word>" note): `named` — of the defective videos,
+    the share whose note names the defect; `false_alarm` — of the clean videos, the share whose note names one.
+    Round 3's models searched well and still noted every video clean: this is the reading, between search and
+    verdict."""
+    named, alarms = [], []
+    for tr in traces:
+        text = " ".join(e.text for e in tr.events if isinstance(e, ModelTurnEvent))
+        for v, path in enumerate(tr.inputs.videos, 1):
+            notes = re.findall(rf"v{v}: ({'|'.join(['clean', *DEFECT_WORDS.values()])})\b", text)
+            said = notes[-1] if notes else None
+            d = specs.get(path, {}).get("defect")
+            if d:
+                named.append(said == DEFECT_WORDS[d["kind"]])
+            elif path in specs:
+                alarms.append(said not in (None, "clean"))
+    return {"named": float(np.mean(named)) if named else None,
+            "false_alarm": float(np.mean(alarms)) if alarms else None}
+
+
 def run_summary(path: Path, specs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     traces = read_traces(path)
     long = [t for t in traces if max((v.duration_s for v in t.videos), default=0.0) >= LONG_S]
@@ -59,6 +81,7 @@ def run_summary(path: Path, specs: dict[str, dict[str, Any]] | None = None) -> d
         "turns": float(np.mean([t.num_turns for t in traces])) if traces else 0.0,
         "frames_viewed": float(np.mean([t.frames_viewed for t in traces])) if traces else 0.0,
         "defect_seen": defect_seen(traces, specs or {}),
+        **{f"defect_{k}": v for k, v in notes_named(traces, specs or {}).items()},
     }
 
 
@@ -131,8 +154,9 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
               f"every video's background changes slowly once ({plan.cue}) and snaps back (the "
               "weak cue), and a defect always starts at the snap. Agentic: 8 low-detail overview frames per video, "
               "then one high-detail range per video (the teacher scans the overview frames in order, each plain "
-              "or odd, and zooms from the last odd one to the next). Uniform: 12 high-detail frames per video, one "
-              "turn — the same 384-token visual budget. Same base model, data, recipe and seeds for both arms.", ""]
+              "or odd, zooms from the last odd one to the next, and reads the zoomed frames one by one). Uniform: "
+              "12 high-detail frames per video, read the same way, one turn — the same 384-token visual budget. "
+              "Same base model, data, recipe and seeds for both arms.", ""]
     if stage0:
         lines += ["Stage 0 (perception pretraining, shared by both arms; greedy on fresh examples, share exactly "
                   "right): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in stage0.items()) + ".", ""]
@@ -147,13 +171,16 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
     lines += ["## Goal", "", *goal, "",
               "## Pairwise accuracy (written verdicts, non-tie pairs, 95% bootstrap CI)", "",
               "| run | OA all | OA >= 2 min | VQ >= 2 min | MQ >= 2 min | TA all | answered | turns | frames "
-              "| defect seen |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| defect seen | defect named | false alarms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {_pct(r['all']['OA'])} | {_pct(r['long']['OA'])} | {_pct(r['long']['VQ'])} "
                      f"| {_pct(r['long']['MQ'])} | {_pct(r['all']['TA'])} | {100 * r['answered']:.0f}% "
-                     f"| {r['turns']:.1f} | {r['frames_viewed']:.1f} | {_frac(r['defect_seen'])} |")
+                     f"| {r['turns']:.1f} | {r['frames_viewed']:.1f} | {_frac(r['defect_seen'])} "
+                     f"| {_frac(r['defect_named'])} | {_frac(r['defect_false_alarm'])} |")
     lines += ["", "frames: distinct tool frames per episode; defect seen: share of defective videos of which the run "
-              "saw a defect frame at high detail (the search, whatever the verdict).", "",
+              "saw a defect frame at high detail (the search, whatever the verdict); defect named: share of "
+              "defective videos whose note names the defect; false alarms: share of clean videos whose note names "
+              "one (the reading).", "",
               "![OA accuracy](oa_accuracy.png)", "",
               f"Teacher traces whose pixel findings contradict the labels: {mismatches}.", "",
               "## Stage timings (s)", "", "| " + " | ".join(timings) + " |", "|" + "---|" * len(timings),

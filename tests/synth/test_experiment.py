@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +83,17 @@ def test_report_on_teacher_runs(data: Path, tmp_path: Path) -> None:
     readme = write_experiment_report(tmp_path / "out", files, work, {"total": 1.0}, QUICK, True, 0)
     text = readme.read_text()
     assert "| rs_sft | 100" in text and "QUICK SMOKE RUN" in text
-    agentic = run_summary(files[1], {r["video"]: r["spec"] for r in
-                                     map(__import__("json").loads, (data / "specs.jsonl").read_text().splitlines())})
+    rows = map(__import__("json").loads, (data / "specs.jsonl").read_text().splitlines())
+    specs = {r["video"]: r["spec"] for r in rows}
+    agentic, uniform = run_summary(files[1], specs), run_summary(files[0], specs)
     assert agentic["defect_seen"] == 1.0 and agentic["turns"] == 3.0 and agentic["answered"] == 1.0
+    # the teachers name exactly what they saw: every defect (agentic), the ones among their frames (uniform)
+    assert agentic["defect_named"] == 1.0 and uniform["defect_named"] == uniform["defect_seen"]
+    assert agentic["defect_false_alarm"] in (0.0, None) and uniform["defect_false_alarm"] in (0.0, None)
+    blind = tmp_path / "blind.jsonl"  # the same traces with every note rewritten to "clean"
+    blind.write_text(re.sub(r"(v[12]): (flicker|glitch|vanish|ghost) \((VQ|MQ)\)", r"\1: clean",
+                            files[1].read_text()))
+    assert run_summary(blind, specs)["defect_named"] == 0.0
     assert (tmp_path / "out" / "eval" / "report.md").exists()
 
 
