@@ -68,7 +68,8 @@ DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
 _LABEL = jinja2.Template(COMPACT_PROMPTS["frame_label.j2"])  # the episode's own frame label
 
 
-def _spec(rng: np.random.Generator, defect_p: float = 0.5, cue: Cue = "dim") -> VideoSpec:
+def random_spec(rng: np.random.Generator, defect_p: float = 0.5, cue: Cue = "dim") -> VideoSpec:
+    """A fresh stage-0 video: random length (1-5 min), shape, colour, motion; a defect with probability `defect_p`."""
     n = int(rng.uniform(60, 300) * FPS)
     defect = DEFECTS[int(rng.integers(len(DEFECTS)))] if rng.uniform() < defect_p else None
     return sample_video_spec(rng, n, SHAPES[int(rng.integers(2))], list(COLOURS)[int(rng.integers(4))],
@@ -104,7 +105,7 @@ def _pointing_answer(spec: VideoSpec, video: int) -> str:
 def _overview(rng: np.random.Generator, cue: Cue) -> tuple[list[VideoSpec], list[Any], int]:
     """Two fresh videos' low-detail overview frames (labelled, as the episode shows them) and the video to ask
     about."""
-    specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
+    specs = [random_spec(rng, cue=cue), random_spec(rng, cue=cue)]
     parts: list[Any] = [TextPart("Overview:")]
     for v, spec in enumerate(specs, 1):
         for i in overview_indices(spec.num_frames):
@@ -133,7 +134,7 @@ def marking_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     copy half of pointing alone (find the marked label, copy its digits and the next label's), which a random-init
     model must learn as an induction-style skill before it can combine it with seeing."""
     parts: list[Any] = [TextPart("Overview:")]
-    specs = [_spec(rng, cue=cue), _spec(rng, cue=cue)]
+    specs = [random_spec(rng, cue=cue), random_spec(rng, cue=cue)]
     for v, spec in enumerate(specs, 1):
         k = _cue_slot(spec)
         for j, i in enumerate(overview_indices(spec.num_frames)):
@@ -152,7 +153,7 @@ def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     "v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ). v1 red." The range is the one the scan zooms on (so a
     defect, if any, shows on one of its frames) for clean videos and 80 % of defective ones, and another
     overview gap otherwise (a zoom that missed: every frame is ok); 60 % of the examples show a defect."""
-    spec = _spec(rng, defect_p=0.75, cue=cue)
+    spec = random_spec(rng, defect_p=0.75, cue=cue)
     v = int(rng.integers(1, 3))
     idx = overview_indices(spec.num_frames)
     k = _cue_slot(spec)
@@ -162,8 +163,9 @@ def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     parts: list[Any] = []
     for i in frames:
         parts += _frame(spec, v, i, SIZE)
-    head = _RESULT.render(frames=[p.ref for p in parts if isinstance(p, ImagePart)])
-    text, _ = read_frames(v, [p for p in parts if isinstance(p, ImagePart)])
+    images = [p for p in parts if isinstance(p, ImagePart)]
+    head = _RESULT.render(frames=[p.ref for p in images])
+    text, _ = read_frames(v, images)
     return Context([Message("user", [TextPart(head), *parts, TextPart(f"Read v{v}?")])]), f"{text} v{v} {spec.colour}."
 
 

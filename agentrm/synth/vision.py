@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from agentrm.synth.pretrain import LOW, random_spec
 from agentrm.synth.scenes import COLOURS, DIM_DEPTH, SIZE, Cue, VideoSpec, check_frame, dimming, render_frame
+from agentrm.video.resize import resize_rgb
 
 log = logging.getLogger(__name__)
 
 DEFECT_CLASSES = (None, "flicker", "texture", "vanish", "ghost")
 COLOUR_CLASSES = (*COLOURS, None)  # None: no object in the frame (vanish)
-DETAILS = (SIZE, 56)  # high and low detail, as the experiment's episodes show frames
+DETAILS = (SIZE, LOW)  # high and low detail, as the experiment's episodes show frames
 
 
 def frame_targets(spec: VideoSpec, i: int, px: np.ndarray) -> tuple[int, int, int]:
@@ -43,12 +45,9 @@ def frame_targets(spec: VideoSpec, i: int, px: np.ndarray) -> tuple[int, int, in
 def _frames(rng: np.random.Generator, n: int, size: int, cue: Cue) -> tuple[list[np.ndarray], np.ndarray]:
     """n task frames at one detail level: 60 % of defective videos' frames are picked on the defect, and a third
     of the rest on the cue's ramp, so every class is common."""
-    from agentrm.synth.pretrain import _spec  # one place samples stage-0 videos
-    from agentrm.video.resize import resize_rgb
-
     images, targets = [], []
     for _ in range(n):
-        spec = _spec(rng, defect_p=0.8, cue=cue)
+        spec = random_spec(rng, defect_p=0.8, cue=cue)
         d = spec.defect
         u = rng.uniform()
         if d is not None and u < 0.6:
