@@ -253,9 +253,10 @@ def ship_model(checkpoint: str | Path, prompts: str | Path) -> Path:
 
 def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed: int = 0,
                    ship: bool = False, **sizes: Any) -> int:
-    from agentrm.synth.generate import generate
+    from agentrm.synth.generate import experiment_config, generate
     from agentrm.synth.model import build_model, task_texts
     from agentrm.synth.report import write_experiment_report
+    from agentrm.synth.teacher import structure_tokens
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from dataclasses import replace
@@ -278,7 +279,8 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     base = work / "base"
     if not (base / "config.json").exists():
         build_model(base, task_texts([teacher["agentic"]["train"], teacher["uniform"]["train"]], prompts), seed=seed,
-                    atomic_timestamps=True, tie_embeddings=True)
+                    atomic_timestamps=True, tie_embeddings=True,
+                    atomic=structure_tokens(experiment_config().episode.dims))
 
     # 2b. stage 0: perception pretraining, shared by both arms (see agentrm.synth.pretrain for why)
     t = time.perf_counter()

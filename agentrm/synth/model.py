@@ -57,8 +57,9 @@ def build_tokenizer(texts: Iterable[str], reward_token: str = "<Reward>", atomic
 
 
 def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0, atomic_timestamps: bool = False,
-                tie_embeddings: bool = False) -> Path:
-    """Write the random-init model dir (model, tokenizer, processor) that `agentrm train` starts from."""
+                tie_embeddings: bool = False, atomic: Iterable[str] = ()) -> Path:
+    """Write the random-init model dir (model, tokenizer, processor) that `agentrm train` starts from; `atomic`
+    strings (e.g. `teacher.structure_tokens`) become single tokens, after the timestamps if those are atomic."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2_5_VLConfig
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -67,7 +68,7 @@ def build_model(out_dir: str | Path, texts: Iterable[str], seed: int = 0, atomic
     from agentrm.testing.tiny import SPECIAL_TOKENS
 
     register_image_only_processors()
-    tokenizer = build_tokenizer(texts, atomic=timestamp_tokens() if atomic_timestamps else ())
+    tokenizer = build_tokenizer(texts, atomic=[*(timestamp_tokens() if atomic_timestamps else ()), *atomic])
     ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
     text: dict[str, Any] = {

@@ -54,7 +54,7 @@ from agentrm.synth.scenes import (
     render_frame,
     sample_video_spec,
 )
-from agentrm.synth.teacher import RANGE_COUNT, fmt, note, range_call, read_frames, scan
+from agentrm.synth.teacher import RANGE_COUNT, colours_line, fmt, note, range_call, read_frames, scan
 from agentrm.tools.select_range import evenly_spaced
 from agentrm.trace import FrameRef
 from agentrm.video.resize import resize_rgb, visual_tokens
@@ -197,7 +197,7 @@ def verdict_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
         specs.append(sample_video_spec(rng, 240, SHAPES[0], colour, "orbit", defect))
     labels, _ = pair_labels(specs, want)
     notes = " ".join(note(v, s.defect.kind if s.defect else None) for v, s in enumerate(specs, 1))
-    text = f"Notes: {notes} Prompt {want}; v1 {specs[0].colour}, v2 {specs[1].colour}. Verdicts?"
+    text = f"Notes: {notes} {colours_line(want, {1: specs[0].colour, 2: specs[1].colour})} Verdicts?"
     return Context([Message("user", [TextPart(text)])]), json.dumps({d: labels[d] for d in ("VQ", "MQ", "TA", "OA")})
 
 

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 def build_study_model(out: str | Path, cue: Cue = "dim", seed: int = 0, n_texts: int = 200) -> Path:
     """A random-init learning-proof model whose tokenizer is trained on stage-0 example texts (all kinds)."""
+    from agentrm.config import DEFAULT_DIMS
     from agentrm.synth.model import build_model
+    from agentrm.synth.teacher import structure_tokens
 
     rng = np.random.default_rng([seed, 5])
     texts = []
@@ -38,7 +40,8 @@ def build_study_model(out: str | Path, cue: Cue = "dim", seed: int = 0, n_texts:
         for _ in range(n_texts // len(KINDS)):
             ctx, answer = KINDS[kind](rng, cue)
             texts += [m.text for m in ctx.messages] + [answer]
-    return build_model(out, texts, seed=seed, atomic_timestamps=True, tie_embeddings=True)
+    return build_model(out, texts, seed=seed, atomic_timestamps=True, tie_embeddings=True,
+                       atomic=structure_tokens(list(DEFAULT_DIMS)))  # the experiment's tokenizer
 
 
 def _is_number(token: str) -> bool:

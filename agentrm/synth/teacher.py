@@ -11,7 +11,8 @@ Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
             (dimmed) ones -> select_range(1, t[k], t[k+1], 8, detail="high") with k the last odd frame
     turn 2: read video 1's range frame by frame ("v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ)."), same
             search for video 2
-    turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's, then the verdicts
+    turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's ("v2 blue (TA)"),
+            then the verdicts
 Every number the teacher writes is copied from a frame label (in order, by the scan), and its sentences are
 short and fixed in form, so most of what a model must learn is the few deciding tokens (two timestamps per
 video, a word per frame, a colour, the verdicts).
@@ -41,6 +42,9 @@ from agentrm.synth.scenes import DEFECT_DIM, DEFECT_WORDS, check_frame, read_fra
 from agentrm.trace import FrameRef
 
 RANGE_COUNT = 8
+# the zoom call's fixed text around its three numbers (video, start, end): one source for the call and its tokens
+CALL_PIECES = ('<tool_call>{"name": "select_range", "arguments": {"video": ', ', "start_s": ', ', "end_s": ',
+               f', "count": {RANGE_COUNT}, "detail": "high"}}}}</tool_call>')
 
 
 def fmt(t: float) -> str:
@@ -84,8 +88,32 @@ def scan(video: int, images: list[ImagePart]) -> tuple[str, int]:
 
 def range_call(video: int, refs: list[FrameRef], k: int) -> str:
     a, b = refs[k].timestamp_s, refs[min(len(refs) - 1, k + 1)].timestamp_s
-    args = f'"video": {video}, "start_s": {fmt(a)}, "end_s": {fmt(b)}, "count": {RANGE_COUNT}, "detail": "high"'
-    return '<tool_call>{"name": "select_range", "arguments": {' + args + "}}</tool_call>"
+    head, start, end, tail = CALL_PIECES
+    return f"{head}{video}{start}{fmt(a)}{end}{fmt(b)}{tail}"
+
+
+def answer_pieces(dims: list[str]) -> list[str]:
+    """The final answer's fixed text around its verdicts: ['<answer>{"VQ": "', '", "MQ": "', ..., '"}</answer>']."""
+    pieces = json.dumps({d: "@" for d in dims}).split("@")
+    return ["<answer>" + pieces[0], *pieces[1:-1], pieces[-1] + "</answer>"]
+
+
+def structure_tokens(dims: list[str]) -> list[str]:
+    """The teacher's fixed markup, each piece to become one token (`agentrm.synth.model.build_tokenizer`'s
+    `atomic`). Why: split by the BPE, `"VQ": "` and the note's `(VQ)` share the `VQ` token, and round 4's models
+    wrote `(VQ": "tie"` mid-note or swapped keys (`"MQ": "1, "OA"`): 24 of 58 agentic episodes on >= 2 min
+    ended without a parseable answer. As whole tokens the markup is a fixed sequence that carries no choice;
+    what is left to learn is the verdicts and numbers between the pieces."""
+    return ["<think>", "</think>", *answer_pieces(dims), *CALL_PIECES]
+
+
+def colours_line(want: str, hues: dict[int, str]) -> str:
+    """The object's colour in each video vs the prompt's, a mismatch flagged where it is read:
+    "Prompt red; v1 red, v2 blue (TA)." Why the flag: round 4's models read every colour right and still wrote
+    TA "tie" on 80/80 pairs: comparing two colour words inside the verdict was never learnt. The flag makes TA
+    the same local read-out as the notes' "(VQ)" and "(MQ)", which the verdicts do follow."""
+    parts = [f"v{v} {h}" + (" (TA)" if h != want and "?" not in (h, want) else "") for v, h in sorted(hues.items())]
+    return f"Prompt {want}; " + ", ".join(parts) + "."
 
 
 def note(video: int, kind: str | None) -> str:
@@ -163,8 +191,7 @@ class Teacher:
             if hue is not None:
                 hues.setdefault(p.ref.video, hue)
         want = next((c for c in ("red", "green", "blue", "yellow") if c in item.prompt.split()), "?")
-        parts = [f"v{v} {hues.get(v, '?')}" for v in sorted(hues)]
-        return f"Prompt {want}; " + ", ".join(parts) + "."
+        return colours_line(want, hues)
 
     def _answer(self, context: Context, reading: str) -> ScriptTurn:
         item = self.items[context.sample_id]

@@ -23,7 +23,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_task_model_loads_and_tokenizes_the_task_compactly(data: Path, tmp_path: Path) -> None:
     from agentrm.models import ensure_reward_token, load_model_and_processor
     from agentrm.synth.model import build_model, task_texts
-    from agentrm.trace import read_traces
+    from agentrm.synth.teacher import range_call, structure_tokens
+    from agentrm.trace import FrameRef, read_traces
 
     texts = task_texts([data / "teacher" / "train.jsonl"], data / "prompts")
     path = build_model(tmp_path / "m", texts)
@@ -36,10 +37,24 @@ def test_task_model_loads_and_tokenizes_the_task_compactly(data: Path, tmp_path:
     assert len(tok(turn)["input_ids"]) < len(turn) / 2  # the task's words are single tokens
     assert sum(p.numel() for p in model.parameters()) < 2_500_000  # ships under ~10 MB in float32
     assert model.generation_config.suppress_tokens  # never writes vision placeholders
-    atomic = build_model(tmp_path / "a", texts, atomic_timestamps=True, tie_embeddings=True)
+    markup = structure_tokens(["VQ", "MQ", "TA", "OA"])
+    atomic = build_model(tmp_path / "a", texts, atomic_timestamps=True, tie_embeddings=True, atomic=markup)
     model, processor = load_model_and_processor(str(atomic), "float32", "cpu", "sdpa")
-    pieces = [processor.tokenizer.decode([i]) for i in processor.tokenizer("[v2 112.5s] 0.5")["input_ids"]]
+    tok = processor.tokenizer
+    pieces = [tok.decode([i]) for i in tok("[v2 112.5s] 0.5")["input_ids"]]
     assert pieces == ["[", "v", "2", " ", "112.5", "s", "]", " ", "0.5"]  # one token per timestamp
+    # the teacher's markup is one token per piece, so only verdicts and numbers are left between them
+    final = [e.text for e in read_traces(data / "teacher" / "train.jsonl")[0].events if e.kind == "model"][-1]
+    ids = tok(final, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == final
+    words = [tok.decode([i]) for i in ids]
+    answer = words[words.index("</think>") + 1:]
+    assert answer[0:9:2] == markup[2:7] and set(answer[1:9:2]) <= {"1", "2", "tie"} and answer[9:] == ["<Reward>"] * 2
+    refs = [FrameRef(video=2, index=k, timestamp_s=k / 2, detail="low", width=56, height=56, tokens=4)
+            for k in (29, 30)]
+    call = range_call(2, refs, 0)
+    assert [tok.decode([i]) for i in tok(call)["input_ids"]] == [
+        markup[7], "2", markup[8], "14.5", markup[9], "15.0", markup[10]]
     assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
@@ -297,7 +312,8 @@ def test_verdict_examples_follow_the_labelling_rule() -> None:
         ctx, answer = verdict_example(rng)
         text = ctx.messages[0].text
         dims = {int(v): d for v, d in re.findall(r"v(\d): \w+ \((VQ|MQ)\)", text)}
-        want, c1, c2 = re.search(r"Prompt (\w+); v1 (\w+), v2 (\w+)\.", text).groups()  # type: ignore[union-attr]
+        want, c1, c2 = re.search(r"Prompt (\w+); v1 (\w+)(?: \(TA\))?, v2 (\w+)", text).groups()  # type: ignore[union-attr]
+        assert [f"v{v} {c} (TA)" in text for v, c in ((1, c1), (2, c2))] == [c != want for c in (c1, c2)], text
         flags = [{"VQ": dims.get(v) == "VQ", "MQ": dims.get(v) == "MQ", "TA": c != want} for v, c in ((1, c1), (2, c2))]
         expect = {d: "tie" if flags[0][d] == flags[1][d] else ("2" if flags[0][d] else "1") for d in ("VQ", "MQ", "TA")}
         p1, p2 = (sum(f.values()) for f in flags)
