@@ -71,6 +71,13 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def view_ready(page: Any) -> None:
+    """Wait until the view for the current address has finished rendering and takes keys (app.js marks it):
+    a key pressed while the view still loads is dropped, which made this suite flaky under load."""
+    page.wait_for_function("() => { const v = document.querySelector('#view > .view'); "
+                           "return !!v && v.classList.contains('ready') && v.dataset.hash === location.hash; }")
+
+
 def rows(page: Any) -> list[str]:
     return page.eval_on_selector_all("#samples tbody tr", "trs => trs.map(t => t.dataset.key)")
 
@@ -117,11 +124,13 @@ def test_filter_wrong_then_inspect_an_episode(page: Any, shots: Path) -> None:
 def test_keyboard_walks_the_list_and_pairwise_view(page: Any, shots: Path) -> None:
     page.goto(page.base + "#/episode?run=run_a&line=2&lrun=run_a&wrong=1")
     page.wait_for_selector(".video-timeline")
+    view_ready(page)
     assert "1 of 3 in list" in page.inner_text(".crumbs")
     page.keyboard.press("r")
     assert page.locator("details.reasoning[open]").count() == page.locator("details.reasoning").count() > 0
     page.keyboard.press("p")
     page.wait_for_selector("table.side-by-side")
+    view_ready(page)
     assert "#/pair?" in page.url
     heads = page.inner_text("table.side-by-side thead")
     assert "Video 1" in heads and "Video 2" in heads
@@ -132,6 +141,7 @@ def test_keyboard_walks_the_list_and_pairwise_view(page: Any, shots: Path) -> No
     page.screenshot(path=str(shots / "pair.png"), full_page=True)
     page.keyboard.press("j")
     page.wait_for_function("() => location.hash.includes('line=6')")
+    view_ready(page)
     page.wait_for_selector("table.side-by-side")
     page.keyboard.press("u")
     page.wait_for_selector("#samples tr.selected")

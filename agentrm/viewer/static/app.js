@@ -49,6 +49,10 @@ async function route() {
     el.append(h('div', { class: 'error-box' }, h('strong', {}, 'Could not load this view. '), String(err.message || err)));
     console.error(err);
   }
+  // keys go to `current`, set only now: mark the view ready (for the hash it shows) so scripts driving the page
+  // (the browser tests) wait for this instead of for the first rendered element
+  el.classList.add('ready');
+  el.dataset.hash = location.hash;
 }
 
 function helpPanel() {
