@@ -1,23 +1,28 @@
 """`agentrm demo`: make a few synthetic videos, score them with the embedded default model, write traces.
 
 When the learning proof's model is packaged (`agentrm synth experiment --ship` writes `agentrm/synth/default_model`),
-the demo scores two long pairs of that task (`make_synth_demo_items`) with it, with the settings and prompts it
-was trained with: the traces show the search (overview -> darkest frame -> one high-detail range per video) finding
-a short defect. Without it (a source checkout where the model was not built), the default is a tiny *untrained*
-Qwen2.5-VL built offline and simple scenes (a ball that jumps and flickers for a few frames): the demo then shows
-the machinery (overview, turns, format errors fed back, limits, traces, viewer) rather than good judgments, and
-says so.
+the demo scores two long pairs of that task (`make_synth_demo_items`) with it, with the settings, prompts and cue
+it was trained with: the traces show the search (overview -> scan for the disturbed frames -> one high-detail
+range per video, read frame by frame) finding a short defect. The package ships the round-5 RS-SFT model
+(4.8 MB; its accuracy on the task's test split: docs/learning_proof). Without it (e.g. deleted), the default is
+a tiny *untrained* Qwen2.5-VL built offline and simple scenes (a ball that jumps and flickers for a few frames):
+the demo then shows the machinery (overview, turns, format errors fed back, limits, traces, viewer) rather than
+good judgments, and says so.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agentrm.config import ScoreConfig
 from agentrm.data.schema import Item
+
+if TYPE_CHECKING:
+    from agentrm.synth.scenes import Cue
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +98,11 @@ def default_model_dir() -> tuple[Path, bool]:
     return tiny_model_dir("qwen2_5_vl"), False
 
 
-def make_synth_demo_items(out: Path) -> list[Item]:
+def make_synth_demo_items(out: Path, cue: Cue = "dim") -> list[Item]:
     """Two long pairs of the synthetic task (2.5 and 4 minutes) for the trained default: in the first, video 2's
     object vanishes for a few seconds; in the second, video 1 flickers with a fine checkerboard only high detail
-    shows. Both videos of each pair dim once (the weak cue), so the overview alone cannot tell them apart."""
+    shows. Both videos of each pair are disturbed once (the weak `cue`, the one the model was trained on), so the
+    overview alone cannot tell them apart."""
     import numpy as np
 
     from agentrm.synth.generate import pair_labels
@@ -108,10 +114,10 @@ def make_synth_demo_items(out: Path) -> list[Item]:
         (150, "red", "orbit", (None, "vanish")), (240, "blue", "sweep", ("flicker", None)))
     for k, (seconds, colour, motion, defects) in enumerate(pairs):
         rng = np.random.default_rng(100 + k)
-        specs = [sample_video_spec(rng, int(seconds * FPS), "circle", colour, motion, d) for d in defects]
+        specs = [sample_video_spec(rng, int(seconds * FPS), "circle", colour, motion, d, cue) for d in defects]
         paths = []
         for v, spec in enumerate(specs, 1):
-            path = out / f"synth{k}_video{v}.mp4"
+            path = out / f"synth{k}_{cue}_video{v}.mp4"
             if not path.exists():
                 write_video(path, spec)
             paths.append(str(path))
@@ -121,11 +127,16 @@ def make_synth_demo_items(out: Path) -> list[Item]:
     return items
 
 
-def synth_demo_setup(model: Path) -> tuple[ScoreConfig, Path]:
-    """The episode settings and the prompt directory the packaged synth model was trained with."""
+def synth_demo_setup(model: Path) -> tuple[ScoreConfig, Path, Cue]:
+    """The episode settings, the prompt directory and the task's cue the packaged synth model was trained with
+    (`ship_model` writes the cue to task.json: a model trained on one cue does not read the other)."""
+    import json
+
     from agentrm.config import EngineConfig
     from agentrm.synth.generate import experiment_config
 
     cfg = experiment_config()
     cfg.engine = EngineConfig(model=str(model), device="cpu", dtype="float32")
-    return cfg, model / "prompts"
+    task = model / "task.json"
+    cue: Cue = json.loads(task.read_text())["cue"] if task.is_file() else "dim"
+    return cfg, model / "prompts", cue

@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
         model_dir, trained = default_model_dir()
         model = str(model_dir)
     if trained and not args.model:  # the packaged learning-proof model: its own task, settings and prompts
-        items = make_synth_demo_items(out / "videos")
-        cfg, prompt_dir = synth_demo_setup(model_dir)
+        cfg, prompt_dir, cue = synth_demo_setup(model_dir)
+        items = make_synth_demo_items(out / "videos", cue)
         cfg.episode.prompt_dir = str(prompt_dir)
     else:
         items = make_demo_items(out / "videos")

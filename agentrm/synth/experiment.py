@@ -237,15 +237,17 @@ def _pair(fn: Any, a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, Any]:
         return fa.result(), fb.result()
 
 
-def ship_model(checkpoint: str | Path, prompts: str | Path) -> Path:
-    """Copy a checkpoint (+ the prompts it was trained with) to the package as `agentrm demo`'s default model.
-    Training state is left out: the demo only needs the model, its head and its tokenizer."""
+def ship_model(checkpoint: str | Path, prompts: str | Path, cue: Cue) -> Path:
+    """Copy a checkpoint (+ the prompts it was trained with, and its task's `cue` as task.json) to the package as
+    `agentrm demo`'s default model. Training state is left out: the demo only needs the model, its head and its
+    tokenizer."""
     from agentrm.demo import SYNTH_MODEL
 
     shutil.rmtree(SYNTH_MODEL, ignore_errors=True)
     shutil.copytree(checkpoint, SYNTH_MODEL, ignore=shutil.ignore_patterns("train_state*", "training_args*",
                                                                            "trainer_state*", "*.pt"))
     shutil.copytree(prompts, SYNTH_MODEL / "prompts")
+    (SYNTH_MODEL / "task.json").write_text(json.dumps({"cue": cue}) + "\n")
     size = sum(f.stat().st_size for f in SYNTH_MODEL.rglob("*") if f.is_file())
     log.info("shipped %s as the demo's default model (%.1f MB)", checkpoint, size / 2**20)
     return SYNTH_MODEL
@@ -343,5 +345,5 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     write_experiment_report(out, [ev / f"{n}.jsonl" for n in order], work, timings, plan, quick, mismatches,
                             probe0)
     if ship and not quick:
-        ship_model(sa, prompts)
+        ship_model(sa, prompts, plan.cue)
     return 0

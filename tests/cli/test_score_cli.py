@@ -130,3 +130,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     traces = read_traces(tmp_path / "demo" / "traces.jsonl")
     assert len(traces) == 2 and all(t.termination not in ("error", "video_error") for t in traces)
     assert all(t.num_turns >= 1 and t.engine["name"] == "hf" for t in traces)
+    from agentrm.demo import default_model_dir
+    from agentrm.synth.scenes import DEFECT_WORDS
+
+    if default_model_dir()[1]:  # the packaged learning-proof model: it must find each pair's defect and judge it
+        for t in traces:
+            notes = " ".join(e.text for e in t.events if e.kind == "model")
+            bad = next(v for v, d in enumerate(t.inputs.meta["defects"], 1) if d)
+            assert t.ok and f"v{bad}: {DEFECT_WORDS[t.inputs.meta['defects'][bad - 1]]}" in notes, notes
+            assert t.verdicts == t.inputs.labels and t.frames_viewed >= 16  # both videos zoomed at high detail

@@ -199,7 +199,7 @@ def test_demo_uses_the_packaged_synth_model(data: Path, tmp_path: Path, monkeypa
     rm = load(str(base), dtype="float32", device="cpu", episode=experiment_config().episode)
     ckpt = save_checkpoint(tmp_path / "ckpt", rm.model, rm.processor, rm.head, rm.settings)
     monkeypatch.setattr(agentrm.demo, "SYNTH_MODEL", tmp_path / "pkg" / "default_model")
-    shipped = ship_model(ckpt, data / "prompts")
+    shipped = ship_model(ckpt, data / "prompts", "tint")
     assert (shipped / "agentrm.json").is_file() and (shipped / "prompts" / "system.j2").is_file()
     assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     traces = read_traces(tmp_path / "demo" / "traces.jsonl")
@@ -207,6 +207,7 @@ def test_demo_uses_the_packaged_synth_model(data: Path, tmp_path: Path, monkeypa
     for t in traces:
         assert t.config["overview"]["frames_per_video"] == 8 and t.config["limits"]["max_turns"] == 4
         assert all(v.duration_s >= 150 for v in t.videos)
+        assert all("_tint_" in v.path for v in t.videos)  # the task as the shipped model was trained on it
 
 
 def test_induction_example_repeats_its_list() -> None:
