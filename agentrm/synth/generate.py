@@ -47,7 +47,7 @@ from agentrm.synth.scenes import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
+DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "hollow")
 TA_ERROR_P = 0.2
 
 # Compact prompts for small models: short system text, no JSON schemas (the two tools are described in one line).

@@ -62,7 +62,7 @@ from agentrm.video.resize import resize_rgb, visual_tokens
 log = logging.getLogger(__name__)
 
 LOW = 56  # the overview's detail (experiment_config: 56x56 low, 112x112 high)
-DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "ghost")
+DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "hollow")
 
 
 _LABEL = jinja2.Template(COMPACT_PROMPTS["frame_label.j2"])  # the episode's own frame label
@@ -150,7 +150,7 @@ _RESULT = jinja2.Template(COMPACT_PROMPTS["tool_result.j2"])  # the episode's ow
 def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
     """A zoom's result as the episode shows it — 8 labelled high-detail frames of one video between two
     neighbouring overview frames — read frame by frame exactly as the teacher reads it, plus the object's colour:
-    "v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ). v1 red." The range is the one the scan zooms on (so a
+    "v1 frames: 30.5s ok, 31.5s hollow. v1: hollow (MQ). v1 red." The range is the one the scan zooms on (so a
     defect, if any, shows on one of its frames) for clean videos and 80 % of defective ones, and another
     overview gap otherwise (a zoom that missed: every frame is ok); 60 % of the examples show a defect."""
     spec = random_spec(rng, defect_p=0.75, cue=cue)

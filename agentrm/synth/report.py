@@ -150,7 +150,7 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
               f"(plan: {json.dumps(asdict(plan))}).", "",
               "Task (design and why: `agentrm/synth/scenes.py`): 1-5 minute 112x112 videos at 2 fps of a coloured "
               "shape moving as the prompt says; VQ/MQ defects last ~1/50 of the video and are mean-preserving "
-              "checkerboards (invisible at the overview's 56x56), a vanished object or a doubled (ghost) object; "
+              "checkerboards (invisible at the overview's 56x56), a vanished object or a hollow one; "
               f"every video's background changes slowly once ({plan.cue}) and snaps back (the "
               "weak cue), and a defect always starts at the snap. Agentic: 8 low-detail overview frames per video, "
               "then one high-detail range per video (the teacher scans the overview frames in order, each plain "

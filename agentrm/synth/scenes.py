@@ -16,8 +16,11 @@ coloured shape (circle or square; red, green, blue or yellow) on a grey gradient
     checkerboards** (`flicker`: over the whole frame; `texture`: on the object): the frame source shrinks frames
     with area averaging, and at the low detail (56x56 from 112x112, 2x2 averaging) a checkerboard averages to
     exactly the clean frame — only a high-detail frame shows it. The motion defects (`vanish`: the object is gone;
-    `ghost`: the object is doubled, the frame-interpolation artefact) are visible only on the few frames they
-    last. Every defect is readable from one frame, so a model never has to compare frames to see it.
+    `hollow`: the object's shape breaks — its middle shows the background, a morphing artefact) are visible only
+    on the few frames they last. Every defect is readable from one frame, so a model never has to compare frames
+    to see it — and from the look of the object's own tokens: round 4's `ghost` (a second copy of the object)
+    needed a *count* of object tokens, which the small model never learnt (0 of 29 ghost frames read; in a
+    one-frame study 0/21 where a hollow object reads 21/21: docs/learning_proof/NOTES.md).
 (c) Like real videos, there are weak cues that make searching better than blind: a defect always starts where its
     video's disturbance snaps back. The disturbance (`cue`: the background dims, or turns magenta — the tint
     survives the vision tower's normalisation far better, see docs/learning_proof/NOTES.md) deepens over two
@@ -53,10 +56,10 @@ from pydantic import Field
 
 from agentrm.config import StrictModel
 
-DefectKind = Literal["flicker", "texture", "vanish", "ghost"]
+DefectKind = Literal["flicker", "texture", "vanish", "hollow"]
 Cue = Literal["dim", "tint"]  # how a video's disturbance shows: the background dims, or it turns magenta
-DEFECT_DIM: dict[str, str] = {"flicker": "VQ", "texture": "VQ", "vanish": "MQ", "ghost": "MQ"}
-DEFECT_WORDS: dict[str, str] = {"flicker": "flicker", "texture": "glitch", "vanish": "vanish", "ghost": "ghost"}
+DEFECT_DIM: dict[str, str] = {"flicker": "VQ", "texture": "VQ", "vanish": "MQ", "hollow": "MQ"}
+DEFECT_WORDS: dict[str, str] = {"flicker": "flicker", "texture": "glitch", "vanish": "vanish", "hollow": "hollow"}
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (195, 60, 60), "green": (60, 180, 70), "blue": (60, 80, 195), "yellow": (190, 180, 60),
 }
@@ -68,7 +71,7 @@ OVERVIEW_FRAMES = 8  # the overview grid the disturbance is sized for (EpisodeCo
 CHECKER_AMP = 60  # +-amplitude of the checkerboards; every rendered value stays in [60, 195], nothing clips
 DIM_DEPTH = 0.5  # the disturbance dims the background to 50 % just before it snaps back
 TINT_DEPTH = 0.3  # the tint cue: green falls to 70 % at its deepest (background saturation <= 57 < 60)
-GHOST_DX = 34  # the ghost copy sits this far left/right of the object (no overlap: 2 radii = 26)
+HOLE_RADIUS = 8  # a hollow object's middle (radius 8 of 13) shows the background
 
 
 class DefectSpec(StrictModel):
@@ -180,8 +183,8 @@ def render_frame(spec: VideoSpec, i: int) -> np.ndarray:
     if kind != "vanish":
         x, y = _position(spec, i)
         mask = object_mask(spec.shape, x, y)
-        if kind == "ghost":
-            mask |= object_mask(spec.shape, x + (GHOST_DX if x < SIZE / 2 else -GHOST_DX), y)
+        if kind == "hollow":
+            mask &= (_XX - x) ** 2 + (_YY - y) ** 2 > HOLE_RADIUS**2
         colour = np.array(COLOURS[spec.colour], np.int16)
         frame[mask] = colour
         if kind == "texture":
@@ -222,7 +225,7 @@ class FrameReading:
     hue: str | None  # nearest named colour of the object
     frame_checker: float  # 1-pixel checker energy of the background
     object_checker: float  # 1-pixel checker energy on the object
-    area: float  # fraction of the frame the object covers (~0.05 for one object, twice that for a ghost)
+    area: float  # fraction of the frame the object covers (0.042-0.050 whole, 0.026-0.034 hollow)
 
 
 def _checker_energy(px: np.ndarray, where: np.ndarray) -> float:
@@ -260,11 +263,11 @@ def read_frame(px: np.ndarray) -> FrameReading:
 CHECKER_THRESHOLD = 20.0  # energy: ~120 on a checker at full detail, < 5 on clean or low-detail frames
 
 
-GHOST_AREA = 0.07  # object area fraction: one object 0.042 (circle) - 0.050 (square), a ghost twice that
+HOLLOW_AREA = 0.038  # object area fraction: whole 0.042 (circle) - 0.050 (square), hollow 0.026 - 0.034
 
 
 def check_frame(px: np.ndarray) -> str | None:
-    """Which defect a frame shows from its pixels alone: 'flicker', 'texture', 'vanish', 'ghost' or None."""
+    """Which defect a frame shows from its pixels alone: 'flicker', 'texture', 'vanish', 'hollow' or None."""
     r = read_frame(px)
     if r.frame_checker > CHECKER_THRESHOLD:
         return "flicker"
@@ -272,6 +275,6 @@ def check_frame(px: np.ndarray) -> str | None:
         return "vanish"
     if r.object_checker > CHECKER_THRESHOLD:
         return "texture"
-    if r.area > GHOST_AREA:
-        return "ghost"
+    if r.area < HOLLOW_AREA:
+        return "hollow"
     return None

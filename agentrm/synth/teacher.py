@@ -9,7 +9,7 @@ the labels (`TeacherStats.mismatches`; 0 expected — it is the check that the s
 Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
     turn 1: overview -> scan video 1's overview frames in order, up to the first plain one after the odd
             (dimmed) ones -> select_range(1, t[k], t[k+1], 8, detail="high") with k the last odd frame
-    turn 2: read video 1's range frame by frame ("v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ)."), same
+    turn 2: read video 1's range frame by frame ("v1 frames: 30.5s ok, 31.5s hollow. v1: hollow (MQ)."), same
             search for video 2
     turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's ("v2 blue (TA)"),
             then the verdicts
@@ -123,7 +123,7 @@ def note(video: int, kind: str | None) -> str:
 
 def read_frames(video: int, images: list[ImagePart]) -> tuple[str, str | None]:
     """High-detail frames read in order, `ok` or the defect's word each, up to the first defective one, then the
-    note: ("v1 frames: 30.5s ok, 31.5s ghost. v1: ghost (MQ).", "ghost"). Every defect shows on one frame
+    note: ("v1 frames: 30.5s ok, 31.5s hollow. v1: hollow (MQ).", "hollow"). Every defect shows on one frame
     (`check_frame`), so each word judges the image right after the label it follows."""
     words, kind = [], None
     for p in images:

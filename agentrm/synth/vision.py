@@ -29,7 +29,7 @@ from agentrm.video.resize import resize_rgb
 
 log = logging.getLogger(__name__)
 
-DEFECT_CLASSES = (None, "flicker", "texture", "vanish", "ghost")
+DEFECT_CLASSES = (None, "flicker", "texture", "vanish", "hollow")
 COLOUR_CLASSES = (*COLOURS, None)  # None: no object in the frame (vanish)
 DETAILS = (SIZE, LOW)  # high and low detail, as the experiment's episodes show frames
 

@@ -106,7 +106,7 @@ def test_report_on_teacher_runs(data: Path, tmp_path: Path) -> None:
     assert agentic["defect_named"] == 1.0 and uniform["defect_named"] == uniform["defect_seen"]
     assert agentic["defect_false_alarm"] in (0.0, None) and uniform["defect_false_alarm"] in (0.0, None)
     blind = tmp_path / "blind.jsonl"  # the same traces with every note rewritten to "clean"
-    blind.write_text(re.sub(r"(v[12]): (flicker|glitch|vanish|ghost) \((VQ|MQ)\)", r"\1: clean",
+    blind.write_text(re.sub(r"(v[12]): (flicker|glitch|vanish|hollow) \((VQ|MQ)\)", r"\1: clean",
                             files[1].read_text()))
     assert run_summary(blind, specs)["defect_named"] == 0.0
     assert (tmp_path / "out" / "eval" / "report.md").exists()
@@ -332,7 +332,7 @@ def test_vision_targets_follow_the_pixels_at_each_detail() -> None:
     from agentrm.video.resize import resize_rgb
 
     rng = np.random.default_rng(0)
-    for kind in ("flicker", "texture", "vanish", "ghost"):
+    for kind in ("flicker", "texture", "vanish", "hollow"):
         spec = sample_video_spec(rng, 400, "circle", "blue", "orbit", kind, "tint")
         assert spec.defect is not None
         i = spec.defect.start
@@ -341,12 +341,12 @@ def test_vision_targets_follow_the_pixels_at_each_detail() -> None:
         assert DEFECT_CLASSES[defect] == kind and disturbed == 0
         assert COLOUR_CLASSES[colour] == (None if kind == "vanish" else "blue")
         low_defect = DEFECT_CLASSES[frame_targets(spec, i, resize_rgb(high, (56, 56)))[1]]
-        assert low_defect == (kind if kind in ("vanish", "ghost") else None)
+        assert low_defect == (kind if kind in ("vanish", "hollow") else None)
         assert frame_targets(spec, i - 1, render_frame(spec, i - 1)) == (COLOUR_CLASSES.index("blue"), 0, 1)
 
 
 def test_vision_warmup_trains_only_the_vision_tower_and_learns_colour(tmp_path: Path) -> None:
-    """150 warm-up steps move the vision tower (and nothing of the language model) and make the object's colour
+    """250 warm-up steps move the vision tower (and nothing of the language model) and make the object's colour
     readable from a frame's mean visual token: well above the 1-in-5 chance on fresh frames."""
     import torch
 
@@ -357,7 +357,7 @@ def test_vision_warmup_trains_only_the_vision_tower_and_learns_colour(tmp_path: 
     torch.manual_seed(0)
     rm = load(str(build_study_model(tmp_path / "m", cue="tint", n_texts=24)), dtype="float32", device="cpu")
     before = {k: v.clone() for k, v in rm.model.state_dict().items()}
-    scores = vision_warmup(rm.model, rm.processor, 150, np.random.default_rng(1), "tint", batch_size=8)
+    scores = vision_warmup(rm.model, rm.processor, 250, np.random.default_rng(1), "tint", batch_size=8)
     changed = {k for k, v in rm.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(".visual." in k or k.startswith("visual.") for k in changed), sorted(changed)[:5]
     assert set(scores) == {f"{d}_{t}" for d in ("high", "low") for t in ("colour", "defect", "cue")}

@@ -103,7 +103,7 @@ def test_low_detail_hides_what_high_detail_shows() -> None:
         assert diff.mean() < 1.0, kind  # only the object's edge pixels differ at all
     dim, normal = (read_frame(small(render_frame(base, i))).brightness for i in (99, 100))
     assert dim < 0.6 * normal
-    for kind in ("vanish", "ghost"):  # motion defects: one frame is enough to see them
+    for kind in ("vanish", "hollow"):  # motion defects: one frame is enough to see them
         spec = base.model_copy(update={"defect": DefectSpec(kind=kind, start=100, end=103)})
         assert check_frame(render_frame(spec, 101)) == kind and check_frame(render_frame(spec, 103)) is None
 
@@ -183,7 +183,7 @@ def test_tint_cue_points_at_the_defect_without_changing_what_frames_show() -> No
     from agentrm.synth.scenes import sample_video_spec
 
     rng = np.random.default_rng(11)
-    for k, defect in enumerate(("flicker", "texture", "vanish", "ghost", None)):
+    for k, defect in enumerate(("flicker", "texture", "vanish", "hollow", None)):
         spec = sample_video_spec(rng, 240 + 60 * k, "square", "blue", "orbit", defect, cue="tint")  # type: ignore[arg-type]
         idx = overview_indices(spec.num_frames)
         j = max(range(len(idx)), key=lambda i: read_frame(render_frame(spec, idx[i])).cue_level)
@@ -192,5 +192,5 @@ def test_tint_cue_points_at_the_defect_without_changing_what_frames_show() -> No
             inside = spec.defect is not None and spec.defect.start <= i < spec.defect.end
             px = render_frame(spec, i)
             assert check_frame(px) == (spec.defect.kind if inside else None), (defect, i)  # type: ignore[union-attr]
-            if not inside or defect in ("texture", "ghost"):
+            if not inside or defect in ("texture", "hollow"):
                 assert read_frame(px).hue == "blue"
