@@ -3,7 +3,7 @@
 When the learning proof's model is packaged (`agentrm synth experiment --ship` writes `agentrm/synth/default_model`),
 the demo scores two long pairs of that task (`make_synth_demo_items`) with it, with the settings, prompts and cue
 it was trained with: the traces show the search (overview -> scan for the disturbed frames -> one high-detail
-range per video, read frame by frame) finding a short defect. The package ships the round-5 RS-SFT model
+range per video, read frame by frame) finding a short defect. The package ships the round-6 RS-SFT model
 (4.8 MB; its accuracy on the task's test split: docs/learning_proof). Without it (e.g. deleted), the default is
 a tiny *untrained* Qwen2.5-VL built offline and simple scenes (a ball that jumps and flickers for a few frames):
 the demo then shows the machinery (overview, turns, format errors fed back, limits, traces, viewer) rather than
