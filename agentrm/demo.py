@@ -103,8 +103,6 @@ def make_synth_demo_items(out: Path, cue: Cue = "dim") -> list[Item]:
     object vanishes for a few seconds; in the second, video 1 flickers with a fine checkerboard only high detail
     shows. Both videos of each pair are disturbed once (the weak `cue`, the one the model was trained on), so the
     overview alone cannot tell them apart."""
-    import numpy as np
-
     from agentrm.synth.generate import pair_labels
     from agentrm.synth.scenes import FPS, DefectKind, prompt_text, sample_video_spec, write_video
 

@@ -31,6 +31,7 @@ from agentrm.data.schema import Item
 from agentrm.synth.scenes import (
     COLOURS,
     DEFECT_DIM,
+    DEFECTS,
     FPS,
     MOTIONS,
     OVERVIEW_FRAMES,
@@ -47,7 +48,6 @@ from agentrm.synth.scenes import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "hollow")
 TA_ERROR_P = 0.2
 
 # Compact prompts for small models: short system text, no JSON schemas (the two tools are described in one line).

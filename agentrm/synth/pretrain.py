@@ -43,12 +43,12 @@ from agentrm.engines.base import Context, ImagePart, Message, TextPart
 from agentrm.synth.generate import COMPACT_PROMPTS
 from agentrm.synth.scenes import (
     COLOURS,
+    DEFECTS,
     FPS,
     MOTIONS,
     SHAPES,
     SIZE,
     Cue,
-    DefectKind,
     VideoSpec,
     overview_indices,
     render_frame,
@@ -62,7 +62,6 @@ from agentrm.video.resize import resize_rgb, visual_tokens
 log = logging.getLogger(__name__)
 
 LOW = 56  # the overview's detail (experiment_config: 56x56 low, 112x112 high)
-DEFECTS: tuple[DefectKind, ...] = ("flicker", "texture", "vanish", "hollow")
 
 
 _LABEL = jinja2.Template(COMPACT_PROMPTS["frame_label.j2"])  # the episode's own frame label

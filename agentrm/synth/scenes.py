@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import Field
@@ -57,6 +57,7 @@ from pydantic import Field
 from agentrm.config import StrictModel
 
 DefectKind = Literal["flicker", "texture", "vanish", "hollow"]
+DEFECTS: tuple[DefectKind, ...] = get_args(DefectKind)  # the order every sampler and class list uses
 Cue = Literal["dim", "tint"]  # how a video's disturbance shows: the background dims, or it turns magenta
 DEFECT_DIM: dict[str, str] = {"flicker": "VQ", "texture": "VQ", "vanish": "MQ", "hollow": "MQ"}
 DEFECT_WORDS: dict[str, str] = {"flicker": "flicker", "texture": "glitch", "vanish": "vanish", "hollow": "hollow"}

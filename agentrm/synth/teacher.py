@@ -38,7 +38,7 @@ from agentrm.config import EpisodeConfig
 from agentrm.data.schema import Item
 from agentrm.engines.base import Context, ImagePart
 from agentrm.engines.scripted import ScriptTurn
-from agentrm.synth.scenes import DEFECT_DIM, DEFECT_WORDS, check_frame, read_frame
+from agentrm.synth.scenes import COLOURS, DEFECT_DIM, DEFECT_WORDS, check_frame, read_frame
 from agentrm.trace import FrameRef
 
 RANGE_COUNT = 8
@@ -190,7 +190,7 @@ class Teacher:
             hue = read_frame(p.pixels).hue
             if hue is not None:
                 hues.setdefault(p.ref.video, hue)
-        want = next((c for c in ("red", "green", "blue", "yellow") if c in item.prompt.split()), "?")
+        want = next((c for c in COLOURS if c in item.prompt.split()), "?")
         return colours_line(want, hues)
 
     def _answer(self, context: Context, reading: str) -> ScriptTurn:

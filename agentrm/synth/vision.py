@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from agentrm.synth.pretrain import LOW, random_spec
-from agentrm.synth.scenes import COLOURS, DIM_DEPTH, SIZE, Cue, VideoSpec, check_frame, dimming, render_frame
+from agentrm.synth.scenes import COLOURS, DEFECTS, DIM_DEPTH, SIZE, Cue, VideoSpec, check_frame, dimming, render_frame
 from agentrm.video.resize import resize_rgb
 
 log = logging.getLogger(__name__)
 
-DEFECT_CLASSES = (None, "flicker", "texture", "vanish", "hollow")
+DEFECT_CLASSES = (None, *DEFECTS)
 COLOUR_CLASSES = (*COLOURS, None)  # None: no object in the frame (vanish)
 DETAILS = (SIZE, LOW)  # high and low detail, as the experiment's episodes show frames
 
