@@ -9,7 +9,7 @@ Stages (the agentic and the uniform arm run side by side, one process and one to
    single-token timestamps, tied embeddings; then stage 0, a stand-in for a pretrained backbone shared by both
    arms: the vision warm-up (`agentrm.synth.vision`: what a frame shows becomes readable from its visual
    tokens), then `agentrm.synth.pretrain` on short examples (scan an overview and zoom on its odd frames, read
-   a zoom's frames one by one, repeat a list of labels);
+   a zoom's frames one by one, repeat a list of labels, write the colour line);
 3. cold start: `agentrm.train.cold_start` on the teacher traces (full fine-tuning, vision included: there is no
    pretrained anything to protect), one trajectory row per trace;
 4. rejection sampling: K sampled episodes per training item with the cold-start model, kept when every verdict
@@ -52,9 +52,10 @@ class Plan:
     """Sizes and budgets; `quick` is a smoke run of the same code, not a result."""
 
     train: int = 1500
-    test: int = 80
-    vision_steps: int = 1000  # stage 0a (agentrm.synth.vision): the vision tower learns what frames show
-    pretrain_steps: int = 2000  # stage 0b (agentrm.synth.pretrain), batches of 16 short examples
+    test: int = 160  # 80 until round 6: at ~44 non-tie pairs >= 2 min a 15-point change was noise
+    vision_steps: int = 2000  # stage 0a (agentrm.synth.vision): the vision tower learns what frames show
+    # (1000 until round 6: its probe then read a hollow object as clean 1 time in 5; after 2000, 1 in 75)
+    pretrain_steps: int = 2500  # stage 0b (agentrm.synth.pretrain), batches of 16 short examples
     min_s: float = 60.0
     max_s: float = 300.0
     cold_epochs: float = 3.0
@@ -72,8 +73,8 @@ class Plan:
 
 # induction: the copy circuit the scan's labels rely on. (Adding "verdict" examples was tried: every verdict
 # became "tie" and the search got worse — docs/learning_proof/NOTES.md.)
-STAGE0_KINDS = ("scanning", "reading", "induction")
-PROBE_KINDS = ("scanning", "reading")
+STAGE0_KINDS = ("scanning", "reading", "induction", "colours")
+PROBE_KINDS = ("scanning", "reading", "colours")
 
 
 QUICK = Plan(train=6, test=4, vision_steps=2, pretrain_steps=2, min_s=60.0, max_s=130.0, cold_epochs=1.0,

@@ -11,13 +11,15 @@ It starts with a vision warm-up (`agentrm.synth.vision`, `vision_steps`): withou
 not read an object's colour off a frame reliably, let alone a defect.
 
 Kinds of examples, in the episode's own layout (frame labels, detail levels, sentence forms); the experiment
-trains on the first three (`agentrm.synth.experiment.STAGE0_KINDS`):
+trains on the first four (`agentrm.synth.experiment.STAGE0_KINDS`):
 - scanning: the 8 low-detail overview frames of two videos -> the asked video's scan and zoom call, exactly as
   the agentic teacher writes them ("v2: 12.5s plain, 38.5s odd, 64.0s plain. <tool_call>...");
 - reading: a zoom's 8 labelled high-detail frames of one video -> read frame by frame as the teacher does
   ("v1 frames: 30.5s ok, 31.5s flicker. v1: flicker (VQ). v1 red.");
 - induction: a list of labels, then the list again — plain copying by token match, the circuit the scan's
   "next label" relies on (it forms in a few hundred steps; `agentrm.synth.study`);
+- colours: the prompt and two overviews as an episode opens -> the teacher's colour line, each video's colour
+  next to the prompt's and a mismatch flagged ("Prompt red; v1 red vs red, v2 blue vs red (TA).");
 - verdict, pointing, marking (tried or diagnostic, not trained by the experiment): notes and colours as text ->
   the verdicts JSON; naming the darkest overview frame and the next ("v2 dims at 40.0s; next 52.5s.") from
   pixels, or from a written `dark`/`lit` mark.
@@ -51,6 +53,7 @@ from agentrm.synth.scenes import (
     Cue,
     VideoSpec,
     overview_indices,
+    prompt_text,
     render_frame,
     sample_video_spec,
 )
@@ -168,6 +171,36 @@ def reading_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
     return Context([Message("user", [TextPart(head), *parts, TextPart(f"Read v{v}?")])]), f"{text} v{v} {spec.colour}."
 
 
+_INTRO = jinja2.Template(COMPACT_PROMPTS["intro.j2"])  # the episode's own first lines (prompt, durations)
+COLOUR_ERROR_P = 0.5  # a video's colour contradicts the prompt: balanced here, so the comparison is what is learnt
+
+
+def colours_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
+    """The prompt and two videos' overviews as an episode opens -> the teacher's colour line, a mismatch flagged
+    where it is read: "Prompt red; v1 red vs red, v2 blue vs red (TA)." Why: the round-5/6 models read both
+    colours and the prompt's right but never wrote the flag (0 of 24 mismatches): the comparison is one token on a
+    fifth of the cold-start videos. Here it is one of every example's few answer tokens, half the time a flag,
+    over thousands of examples: the compare skill a pretrained LM brings (no verdicts are taught)."""
+    shape, motion = SHAPES[int(rng.integers(2))], list(MOTIONS)[int(rng.integers(2))]
+    colours = list(COLOURS)
+    want = colours[int(rng.integers(len(colours)))]
+    n = int(rng.uniform(60, 300) * FPS)
+    specs = []
+    for _ in (1, 2):
+        others = [c for c in colours if c != want]
+        colour = others[int(rng.integers(len(others)))] if rng.uniform() < COLOUR_ERROR_P else want
+        defect = DEFECTS[int(rng.integers(len(DEFECTS)))] if rng.uniform() < 0.5 else None
+        specs.append(sample_video_spec(rng, n, shape, colour, motion, defect, cue))
+    intro = _INTRO.render(prompt=prompt_text(shape, want, motion), uniform=False,
+                          videos=[{"video": v, "duration_s": n / FPS} for v in (1, 2)])
+    parts: list[Any] = [TextPart(intro)]
+    for v, spec in enumerate(specs, 1):
+        for i in overview_indices(spec.num_frames):
+            parts += _frame(spec, v, i, LOW)
+    parts.append(TextPart("Colours?"))
+    return Context([Message("user", parts)]), colours_line(want, {v: s.colour for v, s in enumerate(specs, 1)})
+
+
 def induction_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context, str]:
     """Eight frame labels of one video in rising order, then the same list again: plain token-match copying (an
     induction head), the easiest copy skill. A control for the study: if even this does not form, the model or the
@@ -219,6 +252,7 @@ def answer_batch(engine: Any, examples: list[tuple[Context, str]]) -> dict[str, 
 KINDS: dict[str, Callable[[np.random.Generator, Cue], tuple[Context, str]]] = {
     "pointing": pointing_example, "reading": reading_example, "marking": marking_example,
     "induction": induction_example, "scanning": scanning_example, "verdict": verdict_example,
+    "colours": colours_example,
 }
 
 

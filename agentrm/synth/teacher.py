@@ -11,7 +11,7 @@ Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
             (dimmed) ones -> select_range(1, t[k], t[k+1], 8, detail="high") with k the last odd frame
     turn 2: read video 1's range frame by frame ("v1 frames: 30.5s ok, 31.5s hollow. v1: hollow (MQ)."), same
             search for video 2
-    turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's ("v2 blue (TA)"),
+    turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's ("v2 blue vs red (TA)"),
             then the verdicts
 Every number the teacher writes is copied from a frame label (in order, by the scan), and its sentences are
 short and fixed in form, so most of what a model must learn is the few deciding tokens (two timestamps per
@@ -108,11 +108,15 @@ def structure_tokens(dims: list[str]) -> list[str]:
 
 
 def colours_line(want: str, hues: dict[int, str]) -> str:
-    """The object's colour in each video vs the prompt's, a mismatch flagged where it is read:
-    "Prompt red; v1 red, v2 blue (TA)." Why the flag: round 4's models read every colour right and still wrote
-    TA "tie" on 80/80 pairs: comparing two colour words inside the verdict was never learnt. The flag makes TA
-    the same local read-out as the notes' "(VQ)" and "(MQ)", which the verdicts do follow."""
-    parts = [f"v{v} {h}" + (" (TA)" if h != want and "?" not in (h, want) else "") for v, h in sorted(hues.items())]
+    """The object's colour in each video next to the prompt's, a mismatch flagged where it is read:
+    "Prompt red; v1 red vs red, v2 blue vs red (TA)." Why the flag: round 4's models read every colour right and
+    still wrote TA "tie" on 80/80 pairs: comparing two colour words inside the verdict was never learnt. Why the
+    prompt's colour is copied next to each video's: with the flag alone ("v1 red, v2 blue (TA)", rounds 5-6) the
+    colour to compare with sits a varying number of tokens back, and a fresh model trained only on this line
+    flagged at chance (23 % of lines right after 200 steps); with the two words side by side (fixed offsets) it
+    was right on 64/64 lines after 200 steps (docs/learning_proof/NOTES.md, round 7)."""
+    parts = [f"v{v} {h} vs {want}" + (" (TA)" if h != want and "?" not in (h, want) else "")
+             for v, h in sorted(hues.items())]
     return f"Prompt {want}; " + ", ".join(parts) + "."
 
 

@@ -167,6 +167,34 @@ def test_stage0_examples_say_what_the_pixels_show() -> None:
     assert "clean" in kinds and len(kinds) >= 3
 
 
+def test_colours_examples_flag_what_the_overview_shows() -> None:
+    """Colours: the answer names each video's colour as its overview frames show it (`read_frame`), next to the
+    prompt's colour (from the intro's prompt), and flags exactly the videos whose colour differs; both cases
+    are common."""
+    import re
+
+    import numpy as np
+
+    from agentrm.synth.pretrain import colours_example
+    from agentrm.synth.scenes import COLOURS, read_frame
+
+    rng = np.random.default_rng(6)
+    flags = []
+    for _ in range(12):
+        ctx, answer = colours_example(rng, "tint")
+        intro = ctx.messages[0].parts[0].text
+        want = next(c for c in COLOURS if f"Prompt: a {c} " in intro)
+        assert len(ctx.images) == 16 and {p.ref.detail for p in ctx.images} == {"low"}
+        seen = {v: {read_frame(p.pixels).hue for p in ctx.images if p.ref.video == v} - {None} for v in (1, 2)}
+        assert all(len(h) == 1 for h in seen.values()), seen
+        hue = {v: next(iter(h)) for v, h in seen.items()}
+        expect = f"Prompt {want}; " + ", ".join(
+            f"v{v} {hue[v]} vs {want}" + (" (TA)" if hue[v] != want else "") for v in (1, 2)) + "."
+        assert answer == expect
+        flags += re.findall(r"v\d \w+ vs \w+( \(TA\))?", answer)
+    assert 6 <= sum(f != "" for f in flags) <= 18
+
+
 def test_stage0_trains_and_saves_a_loadable_model(data: Path, tmp_path: Path) -> None:
     """A few stage-0 steps change the weights, the result loads as a model dir and the probe scores it."""
     import torch
@@ -313,8 +341,8 @@ def test_verdict_examples_follow_the_labelling_rule() -> None:
         ctx, answer = verdict_example(rng)
         text = ctx.messages[0].text
         dims = {int(v): d for v, d in re.findall(r"v(\d): \w+ \((VQ|MQ)\)", text)}
-        want, c1, c2 = re.search(r"Prompt (\w+); v1 (\w+)(?: \(TA\))?, v2 (\w+)", text).groups()  # type: ignore[union-attr]
-        assert [f"v{v} {c} (TA)" in text for v, c in ((1, c1), (2, c2))] == [c != want for c in (c1, c2)], text
+        want, c1, c2 = re.search(r"Prompt (\w+); v1 (\w+) vs \w+(?: \(TA\))?, v2 (\w+)", text).groups()  # type: ignore[union-attr]
+        assert [f"v{v} {c} vs {want} (TA)" in text for v, c in ((1, c1), (2, c2))] == [c != want for c in (c1, c2)]
         flags = [{"VQ": dims.get(v) == "VQ", "MQ": dims.get(v) == "MQ", "TA": c != want} for v, c in ((1, c1), (2, c2))]
         expect = {d: "tie" if flags[0][d] == flags[1][d] else ("2" if flags[0][d] else "1") for d in ("VQ", "MQ", "TA")}
         p1, p2 = (sum(f.values()) for f in flags)

@@ -148,6 +148,12 @@ def test_teacher_finds_every_defect_and_answers_right(data: Path) -> None:
             words = re.findall(r"[\d.]+s (\w+)", reading[1])
             assert set(words[:-1]) <= {"ok"} and reading[2] == (DEFECT_WORDS[kind] if kind else "clean")
             assert words[-1] == (DEFECT_WORDS[kind] if kind else "ok")
+        # the colour line: each video's colour next to the prompt's, a mismatch flagged; the TA label follows the flags
+        want = next(c for c in COLOURS if f"a {c} " in items[tr.id].prompt)
+        c1, c2 = items[tr.id].meta["colours"]
+        flag = {v: " (TA)" if c != want else "" for v, c in ((1, c1), (2, c2))}
+        assert items[tr.id].labels["TA"] == ("tie" if flag[1] == flag[2] else ("2" if flag[1] else "1"))
+        assert f"Prompt {want}; v1 {c1} vs {want}{flag[1]}, v2 {c2} vs {want}{flag[2]}." in texts
     upath, _ = asyncio.run(write_teacher_traces(data, "train", policy="uniform"))
     uni = read_traces(upath)
     assert all(t.num_turns == 1 and t.termination == "answer" and t.frames_viewed == 0 for t in uni)
