@@ -34,6 +34,26 @@ def _acc(traces: list[Trace], dim: str) -> dict[str, Any]:
     return {"value": float(np.mean(flags)), "ci": (lo, hi), "n": len(flags)}
 
 
+def robust_oa(traces: list[Trace]) -> dict[str, float | None]:
+    """OA on non-tie pairs scored two ways that do not punish a written tie: `tie_half` — a "tie" or missing
+    verdict counts half (a coin flip); `head` — the regression head's OA rewards (video 1 vs video 2; missing
+    counts wrong), the scalar an RL job would use. Why (round 7): the uniform baseline learnt to write "tie" when
+    its frames show nothing, which the headline (strict) accuracy scores as wrong; a gap that holds only there
+    would be about how ties are scored, not about the search."""
+    pairs = [t for t in traces if str(t.inputs.labels.get("OA", "tie")) in ("1", "2")]
+    if not pairs:
+        return {"tie_half": None, "head": None}
+    half, head = [], []
+    for t in pairs:
+        want = str(t.inputs.labels["OA"])
+        said = None if t.verdicts is None else str(t.verdicts.get("OA"))
+        half.append(1.0 if said == want else 0.5 if said in (None, "tie", "None") else 0.0)
+        r = t.raw_rewards or t.rewards
+        d = (r[0]["OA"] - r[1]["OA"]) if r and len(r) == 2 and all("OA" in x for x in r) else None
+        head.append(0.0 if d is None else 0.5 if d == 0 else float((d > 0) == (want == "1")))
+    return {"tie_half": float(np.mean(half)), "head": float(np.mean(head))}
+
+
 def defect_seen(traces: list[Trace], specs: dict[str, dict[str, Any]]) -> float | None:
     """Of the defective videos, the fraction on which the run saw at least one defect frame at high detail (tool
     results, or the uniform frames): how well it searched, whatever it answered."""
@@ -80,6 +100,7 @@ def run_summary(path: Path, specs: dict[str, dict[str, Any]] | None = None) -> d
         "answered": float(np.mean([t.termination == "answer" for t in traces])) if traces else 0.0,
         "turns": float(np.mean([t.num_turns for t in traces])) if traces else 0.0,
         "frames_viewed": float(np.mean([t.frames_viewed for t in traces])) if traces else 0.0,
+        "long_oa_robust": robust_oa(long),
         "defect_seen": defect_seen(traces, specs or {}),
         **{f"defect_{k}": v for k, v in notes_named(traces, specs or {}).items()},
     }
@@ -168,6 +189,12 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
         if va is not None and vu is not None:
             d = 100 * (va - vu)
             goal.append(f"- {a} vs {u}, OA on videos >= 2 min: **{d:+.1f} points** (goal: >= +25)")
+            ra, ru = by[a]["long_oa_robust"], by[u]["long_oa_robust"]
+            goal.append("  - scored without punishing a written tie (`robust_oa`): "
+                        + "; ".join(f"{label} {100 * ra[k]:.1f} vs {100 * ru[k]:.1f} = **{100 * (ra[k] - ru[k]):+.1f}**"
+                                    for k, label in (("tie_half", "tie or no verdict counts half"),
+                                                     ("head", "head rewards"))
+                                    if ra.get(k) is not None and ru.get(k) is not None))
     lines += ["## Goal", "", *goal, "",
               "## Pairwise accuracy (written verdicts, non-tie pairs, 95% bootstrap CI)", "",
               "| run | OA all | OA >= 2 min | VQ >= 2 min | MQ >= 2 min | TA all | answered | turns | frames "

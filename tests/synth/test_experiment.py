@@ -81,6 +81,25 @@ def test_quick_experiment_end_to_end(tmp_path: Path) -> None:
     assert "| teacher | 100" in text and (tmp_path / "report" / "eval" / "report.json").exists()
 
 
+def test_robust_oa_scores_ties_half_and_reads_the_head() -> None:
+    """Strict accuracy scores a written tie wrong; `robust_oa` counts it (and a missing verdict) half, and its head
+    accuracy reads only the OA rewards' order (a missing reward is wrong). Label ties are left out."""
+    from agentrm.synth.report import robust_oa
+    from agentrm.trace import Trace, TraceInputs
+
+    def trace(label: str, said: str | None, oa: tuple[float, float] | None) -> Trace:
+        inputs = TraceInputs(sample_id="s", mode="pairwise", prompt="p", videos=["a", "b"], dims=["OA"],
+                             labels={"OA": label})
+        return Trace(id="s", inputs=inputs, verdicts=None if said is None else {"OA": said},
+                     raw_rewards=None if oa is None else [{"OA": oa[0]}, {"OA": oa[1]}])
+
+    runs = [trace("1", "tie", (0.9, 0.1)), trace("2", "2", (0.1, 0.9)), trace("1", "2", (0.2, 0.3)),
+            trace("2", None, None), trace("tie", "1", (1.0, 0.0))]
+    got = robust_oa(runs)
+    assert got["tie_half"] == (0.5 + 1 + 0 + 0.5) / 4 and got["head"] == (1 + 1 + 0 + 0) / 4
+    assert robust_oa([trace("tie", "1", None)]) == {"tie_half": None, "head": None}
+
+
 def test_report_on_teacher_runs(data: Path, tmp_path: Path) -> None:
     """The report's table and goal line from two runs (the teachers stand in for trained models)."""
     from agentrm.synth.experiment import QUICK
@@ -102,6 +121,7 @@ def test_report_on_teacher_runs(data: Path, tmp_path: Path) -> None:
     specs = {r["video"]: r["spec"] for r in rows}
     agentic, uniform = run_summary(files[1], specs), run_summary(files[0], specs)
     assert agentic["defect_seen"] == 1.0 and agentic["turns"] == 3.0 and agentic["answered"] == 1.0
+    assert set(agentic["long_oa_robust"]) == {"tie_half", "head"}
     # the teachers name exactly what they saw: every defect (agentic), the ones among their frames (uniform)
     assert agentic["defect_named"] == 1.0 and uniform["defect_named"] == uniform["defect_seen"]
     assert agentic["defect_false_alarm"] in (0.0, None) and uniform["defect_false_alarm"] in (0.0, None)
