@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--work", default="runs/learning_proof", help="working directory (data, checkpoints, traces)")
     e.add_argument("--quick", action="store_true", help="a few-minute smoke run (tiny sizes), not the real result")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--ship", action="store_true", help="package the RS-SFT agentic model as agentrm demo's default")
+    e.add_argument("--ship", action="store_true", help="package the better agentic model (cold start or RS-SFT, "
+                   "by OA on videos >= 2 min) as agentrm demo's default")
     e.add_argument("--train", type=int, help=f"training pairs (default: the plan's {Plan.train})")
     e.add_argument("--cold-epochs", type=float, help=f"cold-start epochs (default: the plan's {Plan.cold_epochs})")
     st = sub.add_parser("study", help="train a fresh model on stage-0 kinds; curve of teacher-forced accuracy")

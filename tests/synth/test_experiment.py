@@ -100,6 +100,21 @@ def test_robust_oa_scores_ties_half_and_reads_the_head() -> None:
     assert robust_oa([trace("tie", "1", None)]) == {"tie_half": None, "head": None}
 
 
+def test_the_demo_ships_the_better_agentic_run(tmp_path: Path) -> None:
+    import json
+
+    from agentrm.synth.experiment import best_agentic
+
+    def write(cold: float | None, rs: float | None) -> Path:
+        runs = [{"name": n, "long": {"OA": {"value": v}}} for n, v in (("cold_start", cold), ("rs_sft", rs))]
+        (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}))
+        return tmp_path
+
+    assert best_agentic(write(0.60, 0.52)) == "cold_start"
+    assert best_agentic(write(0.50, 0.59)) == "rs_sft" and best_agentic(write(0.5, 0.5)) == "rs_sft"
+    assert best_agentic(write(None, 0.1)) == "rs_sft"
+
+
 def test_report_on_teacher_runs(data: Path, tmp_path: Path) -> None:
     """The report's table and goal line from two runs (the teachers stand in for trained models)."""
     from agentrm.synth.experiment import QUICK
