@@ -10,8 +10,8 @@ counts), and both are checked against it, so they refuse or fail loudly instead 
 - OpenCV: seeks with CAP_PROP_POS_FRAMES, which is exact on constant-frame-rate files but lands on the wrong
   frame in some variable-frame-rate ones (it converts the frame number to a time with the average fps). Every
   frame read is checked against the index's timestamp; after the first mismatch the source stops seeking and
-  reads forward from the start instead (exact, slower). AV1 fails to decode in OpenCV's bundled FFmpeg: a
-  VideoDecodeError.
+  reads forward from the start instead (exact, slower). Codecs differ by wheel: OpenCV 4.x's bundled
+  FFmpeg could not decode AV1 (open refuses with a VideoDecodeError), 5.1's decodes it exactly.
 """
 
 from __future__ import annotations
