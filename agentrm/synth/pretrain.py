@@ -229,7 +229,7 @@ def verdict_example(rng: np.random.Generator, cue: Cue = "dim") -> tuple[Context
         specs.append(sample_video_spec(rng, 240, SHAPES[0], colour, "orbit", defect))
     labels, _ = pair_labels(specs, want)
     notes = " ".join(note(v, s.defect.kind if s.defect else None) for v, s in enumerate(specs, 1))
-    text = f"Notes: {colours_line(want, {1: specs[0].colour, 2: specs[1].colour})} {notes} Verdicts?"  # episode order
+    text = f"Notes: {notes} {colours_line(want, {1: specs[0].colour, 2: specs[1].colour})} Verdicts?"
     return Context([Message("user", [TextPart(text)])]), json.dumps({d: labels[d] for d in ("VQ", "MQ", "TA", "OA")})
 
 

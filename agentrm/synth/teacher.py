@@ -11,8 +11,8 @@ Agentic search (see `agentrm.synth.scenes` for why it works), three turns:
             (dimmed) ones -> select_range(1, t[k], t[k+1], 8, detail="high") with k the last odd frame
     turn 2: read video 1's range frame by frame ("v1 frames: 30.5s ok, 31.5s hollow. v1: hollow (MQ)."), same
             search for video 2
-    turn 3: read video 2's range, the object's colour vs the prompt's ("v2 blue vs red (TA)"), both notes
-            restated, then the verdicts
+    turn 3: read video 2's range, restate both notes, the object's colour vs the prompt's ("v2 blue vs red (TA)"),
+            then the verdicts
 Every number the teacher writes is copied from a frame label (in order, by the scan), and its sentences are
 short and fixed in form, so most of what a model must learn is the few deciding tokens (two timestamps per
 video, a word per frame, a colour, the verdicts).
@@ -171,7 +171,7 @@ class Teacher:
             text, k = scan(video, ov)
             think = f"<think>{read + ' ' if read else ''}{text}</think>"
             return ScriptTurn(think + range_call(video, [p.ref for p in ov], k))
-        return self._answer(context, read)
+        return self._answer(context, f"{read} {self._notes(context.sample_id)}")
 
     def _read_latest(self, context: Context) -> str:
         """The frame-by-frame reading of the latest tool result when it is a high-detail range ("" otherwise)."""
@@ -198,18 +198,13 @@ class Teacher:
         return colours_line(want, hues)
 
     def _answer(self, context: Context, reading: str) -> ScriptTurn:
-        """The last turn: the latest reading, the colour line, both notes restated, then the verdicts. Why the notes
-        last: with the colour line last (rounds 5-7), a fifth of round 7's agentic episodes wrote the TA key in
-        the MQ key's place right after a "(TA)" flag (`{"VQ": "tie", "TA": ...`) and ended unanswered; the notes
-        name VQ/MQ, the keys that come first (docs/learning_proof/NOTES.md, round 8)."""
         item = self.items[context.sample_id]
         self.stats.traces += 1
         if self.policy == "agentic":  # the uniform view misses most defects by design: nothing to check
             self._check(item)
         verdicts = {d: item.labels[d] for d in self.cfg.dims if d in item.labels}
         reward_tok = self.cfg.reward_token * self.cfg.num_videos
-        text = (f"<think>{' '.join(x for x in (reading, self._colours(context, item), self._notes(item.id)) if x)}"
-                f"</think>"
+        text = (f"<think>{reading.strip()} {self._colours(context, item)}</think>"
                 f"<answer>{json.dumps(verdicts)}</answer>{reward_tok}")
         return ScriptTurn(text, rewards=_label_rewards(verdicts, self.cfg.dims))
 
@@ -232,7 +227,7 @@ class Teacher:
         for v in (1, 2):
             text, self.found[context.sample_id][v] = read_frames(v, [p for p in images if p.ref.video == v])
             reads.append(text)
-        return self._answer(context, " ".join(reads))
+        return self._answer(context, f"{' '.join(reads)} {self._notes(context.sample_id)}")
 
 
 def _label_rewards(verdicts: dict[str, str | float], dims: list[str]) -> list[list[float]]:
