@@ -128,12 +128,15 @@ def test_opencv_refuses_at_open_when_its_ffmpeg_cannot_decode(
     video: Callable[[str], Video], cfg: Callable[..., VideoConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The refusal path, made deterministic: a stand-in capture (FakeNoDecodeCapture) opens the file but
-    decodes no frame, as OpenCV 4.x did on AV1."""
+    decodes no frame, as OpenCV 4.x did on AV1. The refused capture is released, not leaked."""
     import cv2
+
+    made: list[FakeNoDecodeCapture] = []
 
     class FakeNoDecodeCapture:
         def __init__(self, *args: object) -> None:
             self.released = False
+            made.append(self)
 
         def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
             return True
@@ -149,6 +152,7 @@ def test_opencv_refuses_at_open_when_its_ffmpeg_cannot_decode(
     with pytest.raises(VideoDecodeError, match="OpenCV cannot decode it") as err:
         open_video(path, cfg(backend="opencv"))
     assert str(path) in str(err.value) and "use backend 'pyav'" in str(err.value)
+    assert made and all(cap.released for cap in made)
 
 
 def test_resized_frames_stay_exact_for_both_factors(
