@@ -2,6 +2,7 @@
 
     agentrm synth generate --out synth/ [--train 160 --dev 20 --test 60 --seed 0]   videos, items, teacher traces
     agentrm synth experiment --out docs/learning_proof --work runs/learning_proof [--ship]   the experiment (~1 h)
+    agentrm synth seeds runs/s0_report runs/s1_report ... [--out docs/learning_proof/SEEDS.md]   gaps over seeds
     agentrm synth study --out runs/study --kinds reading --steps 600 [--vision-steps 1000]   stage-0 curves
 
 See agentrm.synth.scenes for the task design and agentrm.synth.experiment for the experiment.
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "by OA on videos >= 2 min) as agentrm demo's default")
     e.add_argument("--train", type=int, help=f"training pairs (default: the plan's {Plan.train})")
     e.add_argument("--cold-epochs", type=float, help=f"cold-start epochs (default: the plan's {Plan.cold_epochs})")
+    sd = sub.add_parser("seeds", help="the agentic-vs-uniform OA gap of several experiment runs, and pooled")
+    sd.add_argument("reports", nargs="+", help="report directories (--out of agentrm synth experiment)")
+    sd.add_argument("--out", help="also write the markdown table to this file")
     st = sub.add_parser("study", help="train a fresh model on stage-0 kinds; curve of teacher-forced accuracy")
     st.add_argument("--out", required=True, help="output directory (curve.jsonl, the study's base model)")
     st.add_argument("--kinds", default="scanning,induction", help="comma-separated stage-0 kinds")
@@ -90,9 +94,28 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agentrm.cli.progress import console
+    from agentrm.synth.report import seeds_table
+
+    try:
+        table = seeds_table([Path(r) for r in args.reports])
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    console.print(table, markup=False, soft_wrap=True)
+    if args.out:
+        Path(args.out).write_text(table, encoding="utf-8")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.synth_command == "generate":
         return _generate(args)
+    if args.synth_command == "seeds":
+        return _seeds(args)
     if args.synth_command == "study":
         return _study(args)
     from agentrm.synth.experiment import run_experiment

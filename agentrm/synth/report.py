@@ -34,24 +34,54 @@ def _acc(traces: list[Trace], dim: str) -> dict[str, Any]:
     return {"value": float(np.mean(flags)), "ci": (lo, hi), "n": len(flags)}
 
 
+def oa_pair_scores(t: Trace) -> dict[str, float] | None:
+    """One pair's OA score under each scoring (`SCORINGS`); None when its OA label is a tie. `strict` — the written
+    verdict is right (a "tie" or a missing verdict is wrong: the headline); `tie_half` — a "tie" or missing verdict
+    counts half (a coin flip); `head` — the regression head's OA rewards order the pair right (video 1 vs video 2;
+    a missing reward is wrong, equal rewards count half): the scalar an RL job would use."""
+    want = str(t.inputs.labels.get("OA", "tie"))
+    if want not in ("1", "2"):
+        return None
+    said = None if t.verdicts is None else str(t.verdicts.get("OA"))
+    r = t.raw_rewards or t.rewards
+    d = (r[0]["OA"] - r[1]["OA"]) if r and len(r) == 2 and all("OA" in x for x in r) else None
+    return {"strict": float(said == want),
+            "tie_half": 1.0 if said == want else 0.5 if said in (None, "tie", "None") else 0.0,
+            "head": 0.0 if d is None else 0.5 if d == 0 else float((d > 0) == (want == "1"))}
+
+
+SCORINGS = ("strict", "tie_half", "head")
+
+
 def robust_oa(traces: list[Trace]) -> dict[str, float | None]:
-    """OA on non-tie pairs scored two ways that do not punish a written tie: `tie_half` — a "tie" or missing
-    verdict counts half (a coin flip); `head` — the regression head's OA rewards (video 1 vs video 2; missing
-    counts wrong), the scalar an RL job would use. Why (round 7): the uniform baseline learnt to write "tie" when
-    its frames show nothing, which the headline (strict) accuracy scores as wrong; a gap that holds only there
-    would be about how ties are scored, not about the search."""
-    pairs = [t for t in traces if str(t.inputs.labels.get("OA", "tie")) in ("1", "2")]
-    if not pairs:
+    """OA on non-tie pairs scored the two ways of `oa_pair_scores` that do not punish a written tie. Why (round 7):
+    the uniform baseline learnt to write "tie" when its frames show nothing, which the headline (strict) accuracy
+    scores as wrong; a gap that holds only there would be about how ties are scored, not about the search."""
+    scores = [s for s in map(oa_pair_scores, traces) if s is not None]
+    if not scores:
         return {"tie_half": None, "head": None}
-    half, head = [], []
-    for t in pairs:
-        want = str(t.inputs.labels["OA"])
-        said = None if t.verdicts is None else str(t.verdicts.get("OA"))
-        half.append(1.0 if said == want else 0.5 if said in (None, "tie", "None") else 0.0)
-        r = t.raw_rewards or t.rewards
-        d = (r[0]["OA"] - r[1]["OA"]) if r and len(r) == 2 and all("OA" in x for x in r) else None
-        head.append(0.0 if d is None else 0.5 if d == 0 else float((d > 0) == (want == "1")))
-    return {"tie_half": float(np.mean(half)), "head": float(np.mean(head))}
+    return {k: float(np.mean([s[k] for s in scores])) for k in ("tie_half", "head")}
+
+
+def _is_long(t: Trace) -> bool:
+    return max((v.duration_s for v in t.videos), default=0.0) >= LONG_S
+
+
+def paired_gaps(agentic: list[Trace], uniform: list[Trace]) -> dict[str, dict[str, Any]]:
+    """Agentic minus uniform OA on the same non-tie pairs >= 2 min (matched by sample id), per scoring: the gap,
+    its paired bootstrap 95% CI (5000 resamples of the pairs), n, and the per-pair differences (so gaps from
+    several seeds can be pooled: `seeds_table`). Paired, because both arms judge the same pairs: the CI of the
+    difference is much narrower than the two accuracies' CIs suggest."""
+    u = {t.inputs.sample_id: oa_pair_scores(t) for t in uniform if _is_long(t)}
+    both = [(sa, u[t.inputs.sample_id]) for t in agentic if _is_long(t)
+            and (sa := oa_pair_scores(t)) is not None and u.get(t.inputs.sample_id) is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for k in SCORINGS:
+        diffs = [a[k] - b[k] for a, b in both]  # type: ignore[index]
+        lo, hi = bootstrap_ci(diffs, n_boot=5000, seed=0) if diffs else (None, None)
+        out[k] = {"gap": float(np.mean(diffs)) if diffs else None, "ci": (lo, hi), "n": len(diffs),
+                  "diffs": diffs}
+    return out
 
 
 def defect_seen(traces: list[Trace], specs: dict[str, dict[str, Any]]) -> float | None:
@@ -93,7 +123,7 @@ def notes_named(traces: list[Trace], specs: dict[str, dict[str, Any]]) -> dict[s
 
 def run_summary(path: Path, specs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     traces = read_traces(path)
-    long = [t for t in traces if max((v.duration_s for v in t.videos), default=0.0) >= LONG_S]
+    long = [t for t in traces if _is_long(t)]
     return {
         "name": path.stem, "n": len(traces), "n_long": len(long),
         "all": {d: _acc(traces, d) for d in DIMS}, "long": {d: _acc(long, d) for d in DIMS},
@@ -143,6 +173,33 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> Path | None:
     return path
 
 
+ARMS = (("rs_sft", "uniform_rs_sft"), ("cold_start", "uniform_cold_start"))  # agentic run, its uniform twin
+_SCORING_LABELS = {"strict": "written verdict (headline; a tie or no verdict is wrong)",
+                   "tie_half": "a tie or no verdict counts half", "head": "the head's OA rewards"}
+
+
+def _gap(g: dict[str, Any]) -> str:
+    if g["gap"] is None:
+        return "–"
+    lo, hi = g["ci"]
+    return f"{100 * g['gap']:+.1f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+
+
+def _goal_lines(gaps: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The goal line per agentic run: its OA gap over the uniform twin on videos >= 2 min, under each scoring,
+    with paired 95% CIs (goal: >= +25 on the headline scoring)."""
+    lines = []
+    for a, u in ARMS:
+        if a not in gaps:
+            continue
+        g = gaps[a]
+        lines.append(f"- {a} vs {u}, OA on videos >= 2 min ({g['strict']['n']} non-tie pairs): "
+                     f"**{_gap(g['strict'])} points** (goal: >= +25)")
+        lines.append("  - scored without punishing a written tie (`robust_oa`): " + "; ".join(
+            f"{_SCORING_LABELS[k]} **{_gap(g[k])}**" for k in ("tie_half", "head")))
+    return lines
+
+
 def write_experiment_report(out: Path, run_files: list[Path], work: Path, timings: dict[str, float], plan: Any,
                             quick: bool, mismatches: int, stage0: dict[str, float] | None = None) -> Path:
     from agentrm.eval.report import evaluate, write_report
@@ -163,7 +220,6 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
             curves = work / policy / stage / "curves.png"
             if curves.exists():
                 shutil.copy(curves, out / f"curves_{policy}_{stage}.png")
-    by = {r["name"]: r for r in rows}
     lines = ["# Learning proof: agentic search vs a same-budget uniform reward model (synthetic long videos)", ""]
     if quick:
         lines += ["**QUICK SMOKE RUN — tiny sizes, not a result.**", ""]
@@ -183,18 +239,10 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
                   "right): " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in stage0.items()) + ".", ""]
     if (out / "NOTES.md").exists():
         lines += ["Interpretation, and what would close the gap: [NOTES.md](NOTES.md).", ""]
-    goal = []
-    for a, u in (("rs_sft", "uniform_rs_sft"), ("cold_start", "uniform_cold_start")):
-        va, vu = (by[n]["long"]["OA"]["value"] if n in by else None for n in (a, u))
-        if va is not None and vu is not None:
-            d = 100 * (va - vu)
-            goal.append(f"- {a} vs {u}, OA on videos >= 2 min: **{d:+.1f} points** (goal: >= +25)")
-            ra, ru = by[a]["long_oa_robust"], by[u]["long_oa_robust"]
-            goal.append("  - scored without punishing a written tie (`robust_oa`): "
-                        + "; ".join(f"{label} {100 * ra[k]:.1f} vs {100 * ru[k]:.1f} = **{100 * (ra[k] - ru[k]):+.1f}**"
-                                    for k, label in (("tie_half", "tie or no verdict counts half"),
-                                                     ("head", "head rewards"))
-                                    if ra.get(k) is not None and ru.get(k) is not None))
+    files = {f.stem: f for f in run_files}
+    gaps = {a: paired_gaps(read_traces(files[a]), read_traces(files[u])) for a, u in ARMS
+            if a in files and u in files}
+    goal = _goal_lines(gaps)
     lines += ["## Goal", "", *goal, "",
               "## Pairwise accuracy (written verdicts, non-tie pairs, 95% bootstrap CI)", "",
               "| run | OA all | OA >= 2 min | VQ >= 2 min | MQ >= 2 min | TA all | answered | turns | frames "
@@ -223,6 +271,46 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
             lines += ["", f"Rejection sampling ({p}): `{json.dumps(keep)}`"]
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"runs": rows, "timings": timings, "stage0": stage0}, indent=1,
-                                                 default=str))
+    (out / "summary.json").write_text(json.dumps({"runs": rows, "timings": timings, "stage0": stage0,
+                                                  "gaps": gaps}, indent=1, default=str))
     return path
+
+
+def seeds_table(report_dirs: list[Path]) -> str:
+    """Markdown: the OA gap (agentic minus uniform, >= 2 min) of several runs of the experiment (seeds), per
+    scoring, and pooled. Why: one run's gap moves 10-15 points with stage 0's draw (NOTES.md, round 8), so a claim
+    about the pipeline needs several. Pooled = the mean of the runs' gaps; its CI resamples each run's pairs
+    (stratified paired bootstrap, 5000 resamples), so it says how sure the mean is, given these draws of stage 0."""
+    summaries = []
+    for d in report_dirs:
+        path = Path(d) / "summary.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; pass the --out directory of `agentrm synth experiment`")
+        s = json.loads(path.read_text())
+        if "gaps" not in s:
+            raise ValueError(f"{path} has no 'gaps' (written before they were added): re-run the experiment, "
+                             "or re-write its report with agentrm.synth.report.write_experiment_report")
+        summaries.append((Path(d).name, s))
+    lines = ["| run | stage-0 colour probe | " + " | ".join(f"{a}: {k}" for a, _ in ARMS for k in SCORINGS) + " |",
+             "|---|---|" + "---|" * (len(ARMS) * len(SCORINGS))]
+    for name, s in summaries:
+        colour = (s.get("stage0") or {}).get("colours")
+        lines.append(f"| {name} | {'–' if colour is None else f'{100 * colour:.0f}%'} | "
+                     + " | ".join(_gap(s["gaps"][a][k]) if a in s["gaps"] else "–" for a, _ in ARMS for k in SCORINGS)
+                     + " |")
+    pooled = []
+    rng = np.random.default_rng(0)
+    for a, _ in ARMS:
+        for k in SCORINGS:
+            runs = [np.asarray(s["gaps"][a][k]["diffs"], float) for _, s in summaries
+                    if a in s["gaps"] and s["gaps"][a][k]["diffs"]]
+            if not runs:
+                pooled.append("–")
+                continue
+            boot = np.mean([[x[rng.integers(0, x.size, x.size)].mean() for x in runs] for _ in range(5000)], axis=1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            mean = float(np.mean([x.mean() for x in runs]))
+            pooled.append(f"**{100 * mean:+.1f}** [{100 * lo:+.0f}, {100 * hi:+.0f}] "
+                          f"(min {100 * min(x.mean() for x in runs):+.1f})")
+    lines.append(f"| mean of {len(summaries)} | | " + " | ".join(pooled) + " |")
+    return "\n".join(lines) + "\n"
