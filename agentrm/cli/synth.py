@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--cold-epochs", type=float, help=f"cold-start epochs (default: the plan's {Plan.cold_epochs})")
     sd = sub.add_parser("seeds", help="the agentic-vs-uniform OA gap of several experiment runs, and pooled")
     sd.add_argument("reports", nargs="+", help="report directories (--out of agentrm synth experiment)")
-    sd.add_argument("--out", help="also write the markdown table to this file")
+    sd.add_argument("--out", help="also write a markdown file: the table, what it measures, how to reproduce it")
     st = sub.add_parser("study", help="train a fresh model on stage-0 kinds; curve of teacher-forced accuracy")
     st.add_argument("--out", required=True, help="output directory (curve.jsonl, the study's base model)")
     st.add_argument("--kinds", default="scanning,induction", help="comma-separated stage-0 kinds")
@@ -98,16 +98,17 @@ def _seeds(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agentrm.cli.progress import console
-    from agentrm.synth.report import seeds_table
+    from agentrm.synth.report import seeds_report, seeds_table
 
+    reports = [Path(r) for r in args.reports]
     try:
-        table = seeds_table([Path(r) for r in args.reports])
+        table = seeds_table(reports)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
     console.print(table, markup=False, soft_wrap=True)
     if args.out:
-        Path(args.out).write_text(table, encoding="utf-8")
+        Path(args.out).write_text(seeds_report(reports), encoding="utf-8")
     return 0
 
 

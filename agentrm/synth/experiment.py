@@ -344,7 +344,7 @@ def run_experiment(out: str | Path, work: str | Path, quick: bool = False, seed:
     order = ["uniform_rs_sft", "uniform_untrained", "uniform_cold_start", "untrained", "cold_start", "rs_sft",
              "teacher_uniform", "teacher"]
     write_experiment_report(out, [ev / f"{n}.jsonl" for n in order], work, timings, plan, quick, mismatches,
-                            probe0)
+                            probe0, seed)
     if ship and not quick:
         ship_model(ca if best_agentic(out) == "cold_start" else sa, prompts, plan.cue)
     return 0

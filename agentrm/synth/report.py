@@ -201,7 +201,8 @@ def _goal_lines(gaps: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 
 def write_experiment_report(out: Path, run_files: list[Path], work: Path, timings: dict[str, float], plan: Any,
-                            quick: bool, mismatches: int, stage0: dict[str, float] | None = None) -> Path:
+                            quick: bool, mismatches: int, stage0: dict[str, float] | None = None,
+                            seed: int = 0) -> Path:
     from agentrm.eval.report import evaluate, write_report
     from agentrm.eval.schema import EvalSettings
 
@@ -223,8 +224,8 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
     lines = ["# Learning proof: agentic search vs a same-budget uniform reward model (synthetic long videos)", ""]
     if quick:
         lines += ["**QUICK SMOKE RUN — tiny sizes, not a result.**", ""]
-    lines += ["Reproduce: `agentrm synth experiment --out docs/learning_proof --work runs/learning_proof` "
-              f"(plan: {json.dumps(asdict(plan))}).", "",
+    lines += [f"Reproduce: `agentrm synth experiment --seed {seed} --out docs/learning_proof "
+              f"--work runs/learning_proof` (plan: {json.dumps(asdict(plan))}).", "",
               "Task (design and why: `agentrm/synth/scenes.py`): 1-5 minute 112x112 videos at 2 fps of a coloured "
               "shape moving as the prompt says; VQ/MQ defects last ~1/50 of the video and are mean-preserving "
               "checkerboards (invisible at the overview's 56x56), a vanished object or a hollow one; "
@@ -271,16 +272,14 @@ def write_experiment_report(out: Path, run_files: list[Path], work: Path, timing
             lines += ["", f"Rejection sampling ({p}): `{json.dumps(keep)}`"]
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"runs": rows, "timings": timings, "stage0": stage0,
-                                                  "gaps": gaps}, indent=1, default=str))
+    (out / "summary.json").write_text(json.dumps({"seed": seed, "runs": rows, "timings": timings,
+                                                  "stage0": stage0, "gaps": gaps}, indent=1, default=str))
     return path
 
 
-def seeds_table(report_dirs: list[Path]) -> str:
-    """Markdown: the OA gap (agentic minus uniform, >= 2 min) of several runs of the experiment (seeds), per
-    scoring, and pooled. Why: one run's gap moves 10-15 points with stage 0's draw (NOTES.md, round 8), so a claim
-    about the pipeline needs several. Pooled = the mean of the runs' gaps; its CI resamples each run's pairs
-    (stratified paired bootstrap, 5000 resamples), so it says how sure the mean is, given these draws of stage 0."""
+def _load_summaries(report_dirs: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, summary.json) of each report directory; the name is its seed, or its directory if the summary
+    predates recorded seeds."""
     summaries = []
     for d in report_dirs:
         path = Path(d) / "summary.json"
@@ -290,14 +289,24 @@ def seeds_table(report_dirs: list[Path]) -> str:
         if "gaps" not in s:
             raise ValueError(f"{path} has no 'gaps' (written before they were added): re-run the experiment, "
                              "or re-write its report with agentrm.synth.report.write_experiment_report")
-        summaries.append((Path(d).name, s))
-    lines = ["| run | stage-0 colour probe | " + " | ".join(f"{a}: {k}" for a, _ in ARMS for k in SCORINGS) + " |",
-             "|---|---|" + "---|" * (len(ARMS) * len(SCORINGS))]
+        summaries.append((f"seed {s['seed']}" if "seed" in s else Path(d).name, s))
+    return summaries
+
+
+def seeds_table(report_dirs: list[Path]) -> str:
+    """Markdown: the OA gap (agentic minus uniform, >= 2 min) of several runs of the experiment (seeds), per
+    scoring, and pooled. Why: one run's gap moves 10-15 points with stage 0's draw (NOTES.md, round 8), so a claim
+    about the pipeline needs several. Pooled = the mean of the runs' gaps; its CI resamples each run's pairs
+    (stratified paired bootstrap, 5000 resamples), so it says how sure the mean is, given these draws of stage 0."""
+    summaries = _load_summaries(report_dirs)
+    lines = ["| run | stage-0 colour probe | " + " | ".join(f"{a}: {k}" for a, _ in ARMS for k in SCORINGS)
+             + " | minutes |", "|---|---|" + "---|" * (len(ARMS) * len(SCORINGS) + 1)]
     for name, s in summaries:
         colour = (s.get("stage0") or {}).get("colours")
+        total = (s.get("timings") or {}).get("total")
         lines.append(f"| {name} | {'–' if colour is None else f'{100 * colour:.0f}%'} | "
                      + " | ".join(_gap(s["gaps"][a][k]) if a in s["gaps"] else "–" for a, _ in ARMS for k in SCORINGS)
-                     + " |")
+                     + f" | {'–' if total is None else f'{total / 60:.0f}'} |")
     pooled = []
     rng = np.random.default_rng(0)
     for a, _ in ARMS:
@@ -312,5 +321,25 @@ def seeds_table(report_dirs: list[Path]) -> str:
             mean = float(np.mean([x.mean() for x in runs]))
             pooled.append(f"**{100 * mean:+.1f}** [{100 * lo:+.0f}, {100 * hi:+.0f}] "
                           f"(min {100 * min(x.mean() for x in runs):+.1f})")
-    lines.append(f"| mean of {len(summaries)} | | " + " | ".join(pooled) + " |")
+    lines.append(f"| mean of {len(summaries)} | | " + " | ".join(pooled) + " | |")
     return "\n".join(lines) + "\n"
+
+
+def seeds_report(report_dirs: list[Path]) -> str:
+    """The seeds table as a document that says what it measures and how to reproduce it (`agentrm synth seeds
+    --out`), so the committed file stands alone."""
+    summaries = _load_summaries(report_dirs)
+    runs = "\n".join(f"agentrm synth experiment --seed {s['seed']} --out {d} --work runs/seed{s['seed']}"
+                     for d, (_, s) in zip(report_dirs, summaries, strict=True) if "seed" in s)
+    dirs = " ".join(str(d) for d in report_dirs)
+    return "\n".join([
+        "# Learning proof over seeds: agentic minus same-budget uniform, OA on videos >= 2 min", "",
+        "Each row is one full run of `agentrm synth experiment` (its own data, stage 0, training and eval); the "
+        "cells are agentic minus uniform OA pairwise accuracy on the test split's non-tie pairs >= 2 min, in points, "
+        "with the paired bootstrap 95% CI. Scorings: **strict** = the written verdict (headline; a written tie or "
+        "no verdict is wrong), **tie_half** = a written tie or no verdict counts half, **head** = the sign of the "
+        "head's OA rewards. *mean of N* = the mean of the runs' gaps, its CI a stratified paired bootstrap over "
+        "each run's pairs, and the worst run. Goal (issue 8): >= +25.", "",
+        seeds_table(report_dirs).rstrip("\n"), "",
+        "Reproduce (about an hour per run on 2 CPU cores):", "", "```", runs,
+        f"agentrm synth seeds {dirs} --out <this file>", "```", ""])

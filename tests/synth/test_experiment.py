@@ -129,9 +129,10 @@ def test_report_on_teacher_runs(data: Path, tmp_path: Path) -> None:
     (work / "data").mkdir(parents=True)
     (work / "data" / "specs.jsonl").write_text((data / "specs.jsonl").read_text())
     files = [runs / "uniform_rs_sft.jsonl", runs / "rs_sft.jsonl"]
-    readme = write_experiment_report(tmp_path / "out", files, work, {"total": 1.0}, QUICK, True, 0)
+    readme = write_experiment_report(tmp_path / "out", files, work, {"total": 1.0}, QUICK, True, 0, seed=3)
     text = readme.read_text()
-    assert "| rs_sft | 100" in text and "QUICK SMOKE RUN" in text
+    assert "| rs_sft | 100" in text and "QUICK SMOKE RUN" in text and "experiment --seed 3 --out" in text
+    assert __import__("json").loads((tmp_path / "out" / "summary.json").read_text())["seed"] == 3
     rows = map(__import__("json").loads, (data / "specs.jsonl").read_text().splitlines())
     specs = {r["video"]: r["spec"] for r in rows}
     agentic, uniform = run_summary(files[1], specs), run_summary(files[0], specs)

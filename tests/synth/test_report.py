@@ -40,21 +40,23 @@ def test_paired_gaps_match_pairs_by_id_and_score_each_way() -> None:
     assert paired_gaps(agentic, [])["strict"] == {"gap": None, "ci": (None, None), "n": 0, "diffs": []}
 
 
-def _report(d: Path, diffs: dict[str, list[float]], colour: float = 1.0) -> Path:
+def _report(d: Path, diffs: dict[str, list[float]], colour: float = 1.0, seed: int | None = None) -> Path:
     d.mkdir()
     gaps = {a: {k: {"gap": float(np.mean(v)), "ci": (-1.0, 1.0), "n": len(v), "diffs": v} for k, v in diffs.items()}
             for a, _ in ARMS}
-    (d / "summary.json").write_text(json.dumps({"runs": [], "stage0": {"colours": colour}, "gaps": gaps}))
+    summary = {"runs": [], "stage0": {"colours": colour}, "gaps": gaps} | ({} if seed is None else {"seed": seed})
+    (d / "summary.json").write_text(json.dumps(summary))
     return d
 
 
 def test_seeds_table_pools_the_runs_means(tmp_path: Path) -> None:
-    """Pooled = the mean of the runs' gaps (not of all pairs), with a CI that covers it, and the worst run."""
-    one = _report(tmp_path / "s0_report", {k: [1.0] * 8 + [0.0] * 2 for k in SCORINGS}, colour=1.0)  # +0.8
+    """Pooled = the mean of the runs' gaps (not of all pairs), with a CI that covers it, and the worst run. A row is
+    named by its seed; a summary without one (written before seeds were recorded) by its directory."""
+    one = _report(tmp_path / "s0_report", {k: [1.0] * 8 + [0.0] * 2 for k in SCORINGS}, colour=1.0, seed=7)  # +0.8
     two = _report(tmp_path / "s1_report", {k: [1.0, 0.0, 0.0, 0.0] for k in SCORINGS}, colour=0.425)  # +0.25
     table = seeds_table([one, two])
     rows = table.splitlines()
-    assert rows[2].startswith("| s0_report | 100% | +80.0 [") and rows[3].startswith("| s1_report | 42% | +25.0 [")
+    assert rows[2].startswith("| seed 7 | 100% | +80.0 [") and rows[3].startswith("| s1_report | 42% | +25.0 [")
     assert rows[4].startswith("| mean of 2 | |") and rows[4].count("**+52.5** [") == len(ARMS) * len(SCORINGS)
     assert "(min +25.0)" in rows[4]
     lo, hi = (int(x) for x in rows[4].split("**+52.5** [")[1].split("]")[0].split(", "))
@@ -73,9 +75,15 @@ def test_seeds_table_names_the_file_and_the_fix(tmp_path: Path) -> None:
 def test_seeds_cli_prints_and_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from agentrm.cli import main
 
-    run = _report(tmp_path / "s0_report", {k: [1.0, 0.0] for k in SCORINGS})
+    run = _report(tmp_path / "s0_report", {k: [1.0, 0.0] for k in SCORINGS}, seed=4)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps(summary | {"timings": {"total": 3660.0}}))
     assert main(["synth", "seeds", str(run), "--out", str(tmp_path / "seeds.md")]) == 0
     written = (tmp_path / "seeds.md").read_text()
-    row = "| s0_report | 100% | +50.0 ["
+    row = "| seed 4 | 100% | +50.0 ["
     assert row in written and row in capsys.readouterr().err  # the console writes to stderr
+    assert written.splitlines()[0].startswith("# Learning proof over seeds") and " | 61 |" in written
+    # the file says how to reproduce every row, and itself
+    assert f"agentrm synth experiment --seed 4 --out {run} --work runs/seed4" in written
+    assert f"agentrm synth seeds {run} --out" in written
     assert main(["synth", "seeds", str(tmp_path / "nope")]) == 2
