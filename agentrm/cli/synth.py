@@ -108,7 +108,7 @@ def _seeds(args: argparse.Namespace) -> int:
         return 2
     console.print(table, markup=False, soft_wrap=True)
     if args.out:
-        Path(args.out).write_text(seeds_report(reports), encoding="utf-8")
+        Path(args.out).write_text(seeds_report(reports, table), encoding="utf-8")
     return 0
 
 

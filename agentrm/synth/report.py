@@ -325,10 +325,13 @@ def seeds_table(report_dirs: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def seeds_report(report_dirs: list[Path]) -> str:
+def seeds_report(report_dirs: list[Path], table: str | None = None) -> str:
     """The seeds table as a document that says what it measures and how to reproduce it (`agentrm synth seeds
-    --out`), so the committed file stands alone."""
+    --out`), so the committed file stands alone. Pass `table` (from `seeds_table`) when it is already built, so
+    the bootstrap does not run twice."""
     summaries = _load_summaries(report_dirs)
+    if table is None:
+        table = seeds_table(report_dirs)
     runs = "\n".join(f"agentrm synth experiment --seed {s['seed']} --out {d} --work runs/seed{s['seed']}"
                      for d, (_, s) in zip(report_dirs, summaries, strict=True) if "seed" in s)
     dirs = " ".join(str(d) for d in report_dirs)
@@ -340,6 +343,6 @@ def seeds_report(report_dirs: list[Path]) -> str:
         "no verdict is wrong), **tie_half** = a written tie or no verdict counts half, **head** = the sign of the "
         "head's OA rewards. *mean of N* = the mean of the runs' gaps, its CI a stratified paired bootstrap over "
         "each run's pairs, and the worst run. Goal (issue 8): >= +25.", "",
-        seeds_table(report_dirs).rstrip("\n"), "",
+        table.rstrip("\n"), "",
         "Reproduce (about an hour per run on 2 CPU cores):", "", "```", runs,
         f"agentrm synth seeds {dirs} --out <this file>", "```", ""])
